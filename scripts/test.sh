@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: set-up, static checks, then pytest on two workers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --tools
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff check"; ruff check src tests scripts benchmarks
+echo "== ruff format --check"; ruff format --check src tests scripts benchmarks
+echo "== mypy --strict src"; mypy --strict src
+echo "== pytest"
+mkdir -p test-artifacts
+pytest -n 2 --durations=30 "$@"

@@ -1,0 +1,154 @@
+"""``trustroot context``: check, set, schema, show, security-txt."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt
+
+app = typer.Typer(no_args_is_help=True, help="Lint and edit the Security Context (security-context.toml).")
+
+
+@app.command("check")
+def check(
+    context: ContextOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Advice (recommendations) fails the check too.")] = False,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = "text",
+) -> int:
+    """Lint the context against EN 303 645: exit 0 clean, 1 with findings, 2 on unreadable input.
+
+    Example: trustroot context check --context demo/security-context.toml
+    """
+    from trustroot.context import find_context, lint, load_context
+    from trustroot.errors import ContextError
+
+    out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
+    path = find_context(None, context)
+    try:
+        loaded = load_context(path)
+    except ContextError as error:
+        if not error.issues:
+            raise
+        issues = [{"key": k, "line": n, "message": m} for k, n, m in error.issues]
+        text = "\n".join(f"{path}:{n}: {k}: {m}" for k, n, m in error.issues)
+        out.result(f"[red]{len(issues)} schema error(s)[/red]\n{text}", {"path": str(path), "schema_errors": issues})
+        return 1
+    findings = lint(loaded, today=datetime.now(UTC).date())
+    errors = [f for f in findings if f.severity == "error"]
+    failing = findings if strict else errors
+    lines = [
+        f"{path}:{f.line}: {f.key}: [{'red' if f.severity == 'error' else 'yellow'}]{f.severity}[/] "
+        f"EN 303 645 {f.provision}: {f.message}\n    fix: {f.fix}"
+        for f in findings
+    ]
+    summary = (
+        f"[green]context OK[/green]: {path} ({len(findings) - len(errors)} advice)"
+        if not failing
+        else f"[red]{len(failing)} finding(s)[/red] in {path}"
+    )
+    out.result(
+        "\n".join([*lines, summary]),
+        {"path": str(path), "ok": not failing, "findings": [f.as_dict() for f in findings]},
+    )
+    if not quiet and not failing:
+        _record_check(path, findings)
+    return 1 if failing else 0
+
+
+def _record_check(path: Path, findings: list[object]) -> None:
+    """Leave a context.checked evidence record when the product state exists (best effort, no unlock)."""
+    from trustroot.context.load import STATE_DIR
+    from trustroot.evidence import EvidenceLog
+    from trustroot.product import default_actor
+
+    state = path.parent / STATE_DIR
+    if not (state / "evidence.jsonl").exists():
+        return
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    EvidenceLog(state / "evidence.jsonl").append(
+        "context.checked", str(path.name), {"sha256": digest, "findings": len(findings), "ok": True}, default_actor()
+    )
+
+
+@app.command("set")
+def set_value(
+    key: Annotated[str, typer.Argument(help="Dotted key, e.g. communication.min_tls_version.")],
+    value: Annotated[str, typer.Argument(help="New value as TOML (strings quoted: '\"1.3\"'), or a bare word.")],
+    context: ContextOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Change one key, keeping the file's comments and layout; refused if the result is invalid.
+
+    Example: trustroot context set communication.min_tls_version '"1.3"'
+    """
+    from trustroot.context.edit import set_key
+    from trustroot.context.load import find_context
+
+    out = Output.of(json_flag=json_, quiet=quiet)
+    path = find_context(None, context)
+    old, new = set_key(path, key, value)
+    out.result(f"{key}: {old} -> {new}", {"key": key, "old": old, "new": new})
+    return 0
+
+
+@app.command("schema")
+def schema(
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+) -> int:
+    """Export the JSON Schema of security-context.toml.
+
+    Example: trustroot context schema --out security-context.schema.json
+    """
+    from trustroot._fsutil import atomic_write
+    from trustroot.context import json_schema
+
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if out_file:
+        atomic_write(out_file, text.encode())
+    else:
+        typer.echo(text, nl=False)
+    return 0
+
+
+@app.command("show")
+def show(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = True) -> int:
+    """Print the context with every default filled in, as JSON.
+
+    Example: trustroot context show | jq .boot
+    """
+    from trustroot.context import find_context, load_context
+
+    loaded = load_context(find_context(None, context))
+    typer.echo(json.dumps(loaded.model.model_dump(mode="json"), indent=2))
+    return 0
+
+
+@app.command("security-txt")
+def security_txt_cmd(
+    context: ContextOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+) -> int:
+    """Print the product's security.txt (RFC 9116).
+
+    Example: trustroot context security-txt --out .well-known/security.txt
+    """
+    from trustroot._fsutil import atomic_write
+    from trustroot.context import find_context, load_context, security_txt
+
+    loaded = load_context(find_context(None, context))
+    text = security_txt(loaded.model, now=datetime.now(UTC))
+    if out_file:
+        atomic_write(out_file, text.encode())
+    else:
+        typer.echo(text, nl=False)
+    return 0

@@ -1,0 +1,67 @@
+"""The ``trustroot`` console script: dispatch, and the one place errors become exit codes.
+
+Exit codes: 0 success; 1 the thing checked is not acceptable (a finding, a refusal, malformed
+content); 2 an unreadable file or wrong usage; 130 interrupted. A ``TrustrootError`` is printed
+in one or two lines (message, then the fix) without a traceback.
+
+Start-up stays lean: this module imports only the standard library and the error hierarchy;
+the Typer application and everything below it are imported on demand.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from trustroot.errors import (
+    ContextNotFoundError,
+    TrustrootError,
+    UnreadableInputError,
+    UsageError,
+)
+
+__all__ = ["exit_code_for", "main", "render_error"]
+
+
+def exit_code_for(error: TrustrootError) -> int:
+    """2 for unreadable input and wrong usage, 1 for every other refusal."""
+    if isinstance(error, UnreadableInputError | UsageError | ContextNotFoundError):
+        return 2
+    return 1
+
+
+def render_error(error: TrustrootError) -> str:
+    """The one or two lines the CLI prints for ``error``."""
+    text = f"error: {error}"
+    if error.hint:
+        text += f"\n  fix: {error.hint}"
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    import click
+
+    from trustroot.cli.app import build_app
+
+    try:
+        result = build_app()(args=args, prog_name="trustroot", standalone_mode=False)
+    except TrustrootError as error:
+        sys.stderr.write(render_error(error) + "\n")
+        return exit_code_for(error)
+    except click.exceptions.UsageError as error:
+        error.show()
+        return 2
+    except click.exceptions.Abort:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
