@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,15 +17,52 @@ if TYPE_CHECKING:
 
     from trustroot.product import Product
 
-__all__ = ["ContextOpt", "FormatOpt", "JsonOpt", "Output", "QuietOpt", "int_option", "open_product_for_cli"]
+__all__ = [
+    "ContextOpt",
+    "command",
+    "exit_code",
+    "FormatOpt",
+    "JsonOpt",
+    "Output",
+    "QuietOpt",
+    "int_option",
+    "open_product_for_cli",
+]
 
 ContextOpt = Annotated[
     Path | None,
-    typer.Option("--context", metavar="PATH", help="The security-context.toml (default: found upward from here)."),
+    typer.Option(
+        "--context", metavar="PATH", help="The security-context.toml (default: found upward from here)."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (alias of --format json).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON output (alias of --format json).")
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
+
+
+def exit_code(function: Callable[..., int]) -> Callable[..., None]:
+    """Turn a command's returned exit code into ``typer.Exit`` (Typer discards return values)."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> None:
+        code = function(*args, **kwargs)
+        if code:
+            raise typer.Exit(code)
+
+    return run
+
+
+def command(app: typer.Typer, name: str) -> Callable[[Callable[..., int]], Callable[..., None]]:
+    """Register ``function`` as command ``name`` of ``app``; its return value is the exit code."""
+
+    def register(function: Callable[..., int]) -> Callable[..., None]:
+        wrapped = exit_code(function)
+        app.command(name)(wrapped)
+        return wrapped
+
+    return register
 
 
 def int_option(value: str, name: str) -> int:

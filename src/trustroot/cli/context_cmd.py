@@ -9,15 +9,17 @@ from typing import Annotated
 
 import typer
 
-from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt
+from trustroot.cli._common import ContextOpt, command, FormatOpt, JsonOpt, Output, QuietOpt
 
 app = typer.Typer(no_args_is_help=True, help="Lint and edit the Security Context (security-context.toml).")
 
 
-@app.command("check")
+@command(app, "check")
 def check(
     context: ContextOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Advice (recommendations) fails the check too.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Advice (recommendations) fails the check too.")
+    ] = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     fmt: FormatOpt = "text",
@@ -38,7 +40,9 @@ def check(
             raise
         issues = [{"key": k, "line": n, "message": m} for k, n, m in error.issues]
         text = "\n".join(f"{path}:{n}: {k}: {m}" for k, n, m in error.issues)
-        out.result(f"[red]{len(issues)} schema error(s)[/red]\n{text}", {"path": str(path), "schema_errors": issues})
+        out.result(
+            f"[red]{len(issues)} schema error(s)[/red]\n{text}", {"path": str(path), "schema_errors": issues}
+        )
         return 1
     findings = lint(loaded, today=datetime.now(UTC).date())
     errors = [f for f in findings if f.severity == "error"]
@@ -75,14 +79,19 @@ def _record_check(path: Path, findings: list[object]) -> None:
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     EvidenceLog(state / "evidence.jsonl").append(
-        "context.checked", str(path.name), {"sha256": digest, "findings": len(findings), "ok": True}, default_actor()
+        "context.checked",
+        str(path.name),
+        {"sha256": digest, "findings": len(findings), "ok": True},
+        default_actor(),
     )
 
 
-@app.command("set")
+@command(app, "set")
 def set_value(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. communication.min_tls_version.")],
-    value: Annotated[str, typer.Argument(help="New value as TOML (strings quoted: '\"1.3\"'), or a bare word.")],
+    value: Annotated[
+        str, typer.Argument(help="New value as TOML (strings quoted: '\"1.3\"'), or a bare word.")
+    ],
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -101,9 +110,14 @@ def set_value(
     return 0
 
 
-@app.command("schema")
+@command(app, "schema")
 def schema(
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+    context: ContextOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
 ) -> int:
     """Export the JSON Schema of security-context.toml.
 
@@ -120,9 +134,9 @@ def schema(
     return 0
 
 
-@app.command("show")
-def show(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = True) -> int:
-    """Print the context with every default filled in, as JSON.
+@command(app, "show")
+def show(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False) -> int:
+    """Print the context with every default filled in, as JSON (the only format).
 
     Example: trustroot context show | jq .boot
     """
@@ -133,10 +147,14 @@ def show(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = T
     return 0
 
 
-@app.command("security-txt")
+@command(app, "security-txt")
 def security_txt_cmd(
     context: ContextOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
+    ] = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
 ) -> int:
     """Print the product's security.txt (RFC 9116).
 
@@ -147,6 +165,9 @@ def security_txt_cmd(
 
     loaded = load_context(find_context(None, context))
     text = security_txt(loaded.model, now=datetime.now(UTC))
+    if json_:
+        Output(json=True).result("", {"security_txt": text})
+        return 0
     if out_file:
         atomic_write(out_file, text.encode())
     else:

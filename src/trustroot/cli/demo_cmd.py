@@ -12,7 +12,9 @@ from trustroot.cli._common import JsonOpt, Output, QuietOpt
 
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Directory of the demo product.")] = Path("demo"),
-    replace: Annotated[bool, typer.Option("--replace", help="Start an earlier demo in --dir afresh.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Start an earlier demo in --dir afresh.")
+    ] = False,
     context: Annotated[Path | None, typer.Option("--context", hidden=True)] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -30,10 +32,16 @@ def demo(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True, disable=out.json or quiet
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=out.json or quiet,
     ) as bar:
         task = bar.add_task("demo", total=None)
-        result = run_demo(directory, replace=replace, progress=lambda t: bar.update(task, description=f"demo: {t}"))
+        result = run_demo(
+            directory, replace=replace, progress=lambda t: bar.update(task, description=f"demo: {t}")
+        )
     errors = [f for f in result.findings if f.severity == "error"]
     lines = [
         f"[green]demo product[/green] {result.directory}",

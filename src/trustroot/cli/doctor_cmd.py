@@ -24,12 +24,18 @@ def doctor(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt =
     for c in components:
         colour = "green" if c.status == "ok" else "red"
         table.add_row(
-            c.name, c.kind, c.version or "-", f"[{colour}]{c.status}[/]", c.purpose if c.status == "ok" else c.install_hint
+            c.name,
+            c.kind,
+            c.version or "-",
+            f"[{colour}]{c.status}[/]",
+            c.purpose if c.status == "ok" else c.install_hint,
         )
     if out.json:
         out.result("", [c.__dict__ for c in components])
     else:
         out.console.print(table)
         if missing:
-            out.console.print(f"[yellow]{len(missing)} component(s) missing or broken[/]: run scripts/setup.sh")
+            out.console.print(
+                f"[yellow]{len(missing)} component(s) missing or broken[/]: run scripts/setup.sh"
+            )
     return 1 if any(c.status != "ok" and c.required for c in components) else 0

@@ -7,13 +7,23 @@ from typing import Annotated
 
 import typer
 
-from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt, open_product_for_cli
+from trustroot.cli._common import (
+    ContextOpt,
+    command,
+    FormatOpt,
+    JsonOpt,
+    Output,
+    QuietOpt,
+    open_product_for_cli,
+)
 
 app = typer.Typer(no_args_is_help=True, help="The product's hash-chained evidence log.")
 
 
-@app.command("verify")
-def verify(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text") -> int:
+@command(app, "verify")
+def verify(
+    context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text"
+) -> int:
     """Check the chain and every signed checkpoint; report the last signed head.
 
     Exit 1 if a record was edited, removed or reordered, or a checkpoint does not verify.
@@ -44,7 +54,7 @@ def verify(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt =
     return 0
 
 
-@app.command("show")
+@command(app, "show")
 def show(
     context: ContextOpt = None,
     tail: Annotated[int, typer.Option(min=1, max=100000, help="Show the last N records.")] = 20,
@@ -61,14 +71,18 @@ def show(
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
     records = deque(
-        (r for r in product.evidence.iter_records() if record_type is None or r.type == record_type), maxlen=tail
+        (r for r in product.evidence.iter_records() if record_type is None or r.type == record_type),
+        maxlen=tail,
     )
-    lines = [f"{r.seq:>6} {r.time} {r.type:<22} {r.subject}  {json.dumps(r.data, sort_keys=True)[:80]}" for r in records]
+    lines = [
+        f"{r.seq:>6} {r.time} {r.type:<22} {r.subject}  {json.dumps(r.data, sort_keys=True)[:80]}"
+        for r in records
+    ]
     out.result("\n".join(lines) or "(no records)", [r.as_dict() for r in records])
     return 0
 
 
-@app.command("checkpoint")
+@command(app, "checkpoint")
 def checkpoint(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False) -> int:
     """Append a checkpoint signed with the evidence key now.
 
@@ -77,5 +91,7 @@ def checkpoint(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonO
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
     record = product.evidence.checkpoint()
-    out.result(f"checkpoint at seq {record.seq} signs head {record.data['head_hash'][:12]}…", record.as_dict())
+    out.result(
+        f"checkpoint at seq {record.seq} signs head {record.data['head_hash'][:12]}…", record.as_dict()
+    )
     return 0

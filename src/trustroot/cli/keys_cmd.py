@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt, open_product_for_cli
+from trustroot.cli._common import (
+    ContextOpt,
+    command,
+    FormatOpt,
+    JsonOpt,
+    Output,
+    QuietOpt,
+    open_product_for_cli,
+)
 from trustroot.errors import UsageError
 from trustroot.keys._interface import Algorithm, KeyInfo, KeyRole
 
@@ -43,8 +51,10 @@ def _as_dict(k: KeyInfo) -> dict[str, object]:
     }
 
 
-@app.command("list")
-def list_keys(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text") -> int:
+@command(app, "list")
+def list_keys(
+    context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text"
+) -> int:
     """List every key with role, algorithm, backend, status and fingerprint (nothing is unlocked).
 
     Example: trustroot keys list --json
@@ -59,7 +69,7 @@ def list_keys(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOp
     return 0
 
 
-@app.command("create")
+@command(app, "create")
 def create(
     role: Annotated[str, typer.Argument(help="Role of the key, e.g. image-encryption or other.")],
     algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Key algorithm.")],
@@ -76,18 +86,24 @@ def create(
     product = open_product_for_cli(context)
     info = product.keys.create(_role(role), _algorithm(algorithm), name=name)
     product.record("key.created", info.name, _as_dict(info))
-    out.result(f"created {info.name} ({info.algorithm.value}, {info.backend}) {info.fingerprint[:16]}", _as_dict(info))
+    out.result(
+        f"created {info.name} ({info.algorithm.value}, {info.backend}) {info.fingerprint[:16]}",
+        _as_dict(info),
+    )
     return 0
 
 
-@app.command("import")
+@command(app, "import")
 def import_key(
     role: Annotated[str, typer.Argument(help="Role the key takes, e.g. firmware-signing.")],
-    path: Annotated[Path, typer.Argument(help="PEM private key file (PKCS#8, SEC1 or PKCS#1; encrypted or not).")],
+    path: Annotated[
+        Path, typer.Argument(help="PEM private key file (PKCS#8, SEC1 or PKCS#1; encrypted or not).")
+    ],
     algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Algorithm the key must have.")],
     name: Annotated[str | None, typer.Option(help="Key name.")] = None,
     password_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the PEM file's own password, if it has one.")
+        str | None,
+        typer.Option(help="Environment variable holding the PEM file's own password, if it has one."),
     ] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
@@ -106,17 +122,22 @@ def import_key(
             raise UsageError(f"--password-env {password_env}: no such environment variable")
         password = os.environ[password_env].encode()
     product = open_product_for_cli(context)
-    info = import_key_file(product, _role(role), _algorithm(algorithm), path, name=name, key_password=password)
+    info = import_key_file(
+        product, _role(role), _algorithm(algorithm), path, name=name, key_password=password
+    )
     out.result(f"imported {path} as {info.name} ({info.backend}); delete the clear original", _as_dict(info))
     return 0
 
 
-@app.command("export-public")
+@command(app, "export-public")
 def export_public(
     name: Annotated[str, typer.Argument(help="Key name (see trustroot keys list).")],
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write the PEM here instead of stdout.")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the PEM here instead of stdout.")
+    ] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
+    json_: JsonOpt = False,
 ) -> int:
     """Export the public part of a key as PEM (the private part never leaves).
 
@@ -125,6 +146,9 @@ def export_public(
     from trustroot._fsutil import atomic_write
 
     pem = open_product_for_cli(context).keys.export_public_pem(name)
+    if json_:
+        Output(json=True).result("", {"name": name, "public_pem": pem.decode()})
+        return 0
     if out_file:
         atomic_write(out_file, pem)
     else:
@@ -132,7 +156,7 @@ def export_public(
     return 0
 
 
-@app.command("rotate")
+@command(app, "rotate")
 def rotate(
     role: Annotated[str, typer.Argument(help="Role to rotate, e.g. firmware-signing.")],
     context: ContextOpt = None,
@@ -147,11 +171,14 @@ def rotate(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     old, new = do_rotate(open_product_for_cli(context), _role(role))
-    out.result(f"{old.name} retired; {new.name} active ({new.fingerprint[:16]})", {"retired": _as_dict(old), "active": _as_dict(new)})
+    out.result(
+        f"{old.name} retired; {new.name} active ({new.fingerprint[:16]})",
+        {"retired": _as_dict(old), "active": _as_dict(new)},
+    )
     return 0
 
 
-@app.command("revoke")
+@command(app, "revoke")
 def revoke(
     name: Annotated[str, typer.Argument(help="Key name.")],
     reason: Annotated[str, typer.Option(help="Why (e.g. 'key compromise').")] = "",
@@ -171,12 +198,20 @@ def revoke(
     return 0
 
 
-@app.command("backup")
+@command(app, "backup")
 def backup(
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the backup file and the share files.")],
-    threshold: Annotated[int, typer.Option("--threshold", "-m", min=2, max=255, help="Shares needed to restore.")] = 3,
-    shares: Annotated[int, typer.Option("--shares", "-n", min=2, max=255, help="Shares made (one per custodian).")] = 5,
-    key: Annotated[list[str] | None, typer.Option("--key", help="Key to include (default: the offline root keys).")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the backup file and the share files.")
+    ],
+    threshold: Annotated[
+        int, typer.Option("--threshold", "-m", min=2, max=255, help="Shares needed to restore.")
+    ] = 3,
+    shares: Annotated[
+        int, typer.Option("--shares", "-n", min=2, max=255, help="Shares made (one per custodian).")
+    ] = 5,
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="Key to include (default: the offline root keys).")
+    ] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -192,7 +227,9 @@ def backup(
     out = Output.of(json_flag=json_, quiet=quiet)
     if threshold > shares:
         raise UsageError(f"--threshold {threshold} is larger than --shares {shares}")
-    result = backup_offline_root(open_product_for_cli(context), out_dir, threshold=threshold, shares=shares, names=key)
+    result = backup_offline_root(
+        open_product_for_cli(context), out_dir, threshold=threshold, shares=shares, names=key
+    )
     out.result(
         f"backup {result.backup_file} of {', '.join(result.keys)}; {threshold} of {shares} shares restore it:\n"
         + "\n".join(f"  {p}" for p in result.share_files),
@@ -206,7 +243,7 @@ def backup(
     return 0
 
 
-@app.command("restore")
+@command(app, "restore")
 def restore(
     backup_file: Annotated[Path, typer.Argument(help="The .trb backup file.")],
     share: Annotated[list[Path], typer.Option("--share", help="A custodian's share file (repeat).")],

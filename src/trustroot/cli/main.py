@@ -41,25 +41,20 @@ def render_error(error: TrustrootError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    import click
-
     from trustroot.cli.app import build_app
 
     try:
-        result = build_app()(args=args, prog_name="trustroot", standalone_mode=False)
+        build_app()(args=args, prog_name="trustroot", standalone_mode=True)
     except TrustrootError as error:
         sys.stderr.write(render_error(error) + "\n")
         return exit_code_for(error)
-    except click.exceptions.UsageError as error:
-        error.show()
-        return 2
-    except click.exceptions.Abort:
-        sys.stderr.write("interrupted\n")
-        return 130
+    except SystemExit as done:  # Typer ends every run this way, usage errors with 2
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 def entry() -> None:
