@@ -88,10 +88,10 @@ def oid(dotted: str) -> bytes:
     body = bytearray()
     for arc in [40 * parts[0] + parts[1], *parts[2:]]:
         chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
+        rest = arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
         body.extend(reversed(chunk))
     return tlv(OBJECT_IDENTIFIER, bytes(body))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
 
@@ -58,7 +59,7 @@ def import_key_file(
 ) -> KeyInfo:
     """Import a PEM private key file into the store (encrypted, or onto the token)."""
     der = load_pem_private_key_file(path, key_password)
-    domain = "root" if role in (KeyRole.ROOT_CA, KeyRole.UPDATE_ROOT) else "store"
+    domain: Literal["store", "root"] = "root" if role in (KeyRole.ROOT_CA, KeyRole.UPDATE_ROOT) else "store"
     info = product.keys.import_key(role, algorithm, der, name=name, domain=domain)
     product.record("key.imported", info.name, {**_key_data(info), "source": path.name})
     return info
@@ -104,9 +105,12 @@ def _reissue_ca(product: Product, role: KeyRole) -> None:
 
 def rotate(product: Product, role: KeyRole) -> tuple[KeyInfo, KeyInfo]:
     """Rotate the active key of ``role``; returns (retired, new)."""
-    old = product.keys.active(role)
+    previous = product.keys.active(role)
     new = product.keys.rotate(role)
-    product.record("key.rotated", new.name, {**_key_data(new), "replaces": old.name, "old_fingerprint": old.fingerprint})
+    old = product.keys.get(previous.name)
+    product.record(
+        "key.rotated", new.name, {**_key_data(new), "replaces": old.name, "old_fingerprint": old.fingerprint}
+    )
     if role in (KeyRole.ROOT_CA, KeyRole.ISSUING_CA):
         _reissue_ca(product, role)
     return old, new
@@ -144,14 +148,11 @@ def backup_offline_root(
     chosen = (
         [store.get(n) for n in names]
         if names
-        else [k for k in store.list() if k.passphrase_domain == "root" and k.status is not KeyStatus.REVOKED]
+        else [k for k in store.list() if k.offline and k.status is not KeyStatus.REVOKED]
     )
     if not chosen:
         raise BackupError("no key to back up")
-    items = []
-    for info in chosen:
-        der = store.export_private_der(info.name)
-        items.append((_backup_metadata(info), der))
+    items = [(info, store.export_private_der(info.name)) for info in chosen]
     blob, share_list = create_backup(items, threshold, shares, now=product.clock())
     backup_id = share_list[0].backup_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -160,49 +161,40 @@ def backup_offline_root(
     files = []
     for share in share_list:
         path = out_dir / f"share-{backup_id[:12]}-{share.index}-of-{share.count}.txt"
-        atomic_write(path, (share.encode() + "\n").encode(), mode=0o600, exclusive=True)
+        atomic_write(path, (share.to_text() + "\n").encode(), mode=0o600, exclusive=True)
         files.append(path)
     product.record(
         "key.backup.created",
         backup_id,
-        {"keys": [i.name for i in chosen], "threshold": threshold, "shares": shares, "file": backup_file.name},
+        {
+            "keys": [i.name for i in chosen],
+            "threshold": threshold,
+            "shares": shares,
+            "file": backup_file.name,
+        },
     )
     return BackupResult(backup_file, files, backup_id, [i.name for i in chosen])
-
-
-def _backup_metadata(info: KeyInfo) -> dict[str, object]:
-    return {
-        "name": info.name,
-        "role": info.role.value,
-        "algorithm": info.algorithm.value,
-        "generation": info.generation,
-        "fingerprint": info.fingerprint,
-        "domain": info.passphrase_domain,
-    }
 
 
 def restore_backup(product: Product, backup_file: Path, share_files: Sequence[Path]) -> list[KeyInfo]:
     """Recover keys from a backup and at least ``threshold`` custodian shares; re-encrypt them here."""
     blob = read_bounded(backup_file, DEFAULT_LIMITS.max_backup_bytes, what="backup")
-    header = describe_backup(blob)
-    shares = []
-    for path in share_files:
-        text = read_bounded(path, DEFAULT_LIMITS.max_share_file_bytes, what="share").decode("utf-8", "replace")
-        shares.append(parse_share(text.strip(), source=str(path)))
+    header = describe_backup(blob, source=str(backup_file))
+    shares = [
+        parse_share(read_bounded(path, DEFAULT_LIMITS.max_share_file_bytes, what="share"), source=str(path))
+        for path in share_files
+    ]
     restored: list[KeyInfo] = []
-    for meta, der in open_backup(blob, shares):
-        name = str(meta["name"])
-        existing = {k.name: k for k in product.keys.list()}
+    existing = {k.name: k for k in product.keys.list()}
+    for meta, der in open_backup(blob, shares, source=str(backup_file)):
+        name = meta["name"]
         if name in existing:
-            if existing[name].fingerprint != meta["fingerprint"]:
+            if existing[name].fingerprint != meta["public_fingerprint"]:
                 raise KeyExistsError(f"key {name} exists with another fingerprint; restore refused for it")
             continue
-        domain = "root" if meta.get("domain") == "root" else "store"
         info = product.keys.import_key(
-            KeyRole(str(meta["role"])), Algorithm(str(meta["algorithm"])), der, name=name, domain=domain
+            KeyRole(meta["role"]), Algorithm(meta["algorithm"]), der, name=name, domain=meta["domain"]
         )
         restored.append(info)
-    product.record(
-        "key.restored", str(header["backup_id"]), {"keys": [i.name for i in restored], "file": backup_file.name}
-    )
+    product.record("key.restored", header.backup_id, {"keys": [i.name for i in restored], "file": backup_file.name})
     return restored

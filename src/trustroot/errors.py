@@ -19,6 +19,7 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   ├── TokenError                PKCS#11 module or token missing or failing
     │   ├── KeyNotExtractableError    export of a sensitive, non-extractable key refused
     │   ├── KeyStateError             e.g. signing with a revoked key
+    │   ├── InvalidSignature          a signature does not verify under the key
     │   └── BackupError               backup, shares or restore refused
     ├── PKIError                      certificate issuance and chain validation
     │   └── ChainValidationError
@@ -37,6 +38,7 @@ __all__ = [
     "ContextNotFoundError",
     "EvidenceChainError",
     "EvidenceError",
+    "InvalidSignature",
     "KeyExistsError",
     "KeyFileCorruptError",
     "KeyNotExtractableError",
@@ -134,6 +136,10 @@ class KeyNotExtractableError(KeyStoreError):
 
 class KeyStateError(KeyStoreError):
     """The key's state forbids the operation (revoked, retired for signing, wrong type)."""
+
+
+class InvalidSignature(KeyStoreError):
+    """A signature does not verify under the key (or the key cannot verify that algorithm)."""
 
 
 class BackupError(KeyStoreError):

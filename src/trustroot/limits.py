@@ -38,13 +38,18 @@ PRODUCTION_SCRYPT = ScryptCost(n=2**17, r=8, p=1)
 INSECURE_TEST_SCRYPT = ScryptCost(n=2**10, r=8, p=1)
 
 
+_warned: list[bool] = []
+
+
 def scrypt_cost() -> ScryptCost:
     """The scrypt cost for new key files: production unless the test-only variable is set."""
     if os.environ.get(INSECURE_TEST_KDF_ENV) == "1":
-        _log.warning(
-            "%s=1: key files use the INSECURE test-only key-derivation cost (N=2^10); never in production",
-            INSECURE_TEST_KDF_ENV,
-        )
+        if not _warned:
+            _warned.append(True)
+            _log.warning(
+                "%s=1: key files use the INSECURE test-only key-derivation cost (N=2^10); never in production",
+                INSECURE_TEST_KDF_ENV,
+            )
         return INSECURE_TEST_SCRYPT
     return PRODUCTION_SCRYPT
 

@@ -31,7 +31,7 @@ from trustroot.errors import StateError, TrustrootError
 from trustroot.evidence import EvidenceLog
 from trustroot.keys._interface import Algorithm, BackendName, KeyBackend, KeyHandle, KeyInfo, KeyRole
 from trustroot.keys.filestore import FileBackend
-from trustroot.keys.passphrase import SecretSource, env_or_prompt
+from trustroot.keys.passphrase import SecretSource, caching, env_or_prompt
 from trustroot.keys.store import KeyStore
 from trustroot.pki.certificates import create_root_ca, issue_intermediate_ca
 from trustroot.pki.crl import issue_crl
@@ -152,6 +152,7 @@ def open_product(
     clock: Clock = _utcnow,
 ) -> Product:
     """Open the product whose context is ``context`` or the first one found upward from ``start``."""
+    secrets = caching(secrets)
     path = find_context(start, context)
     loaded = load_context(path)
     if not loaded.state_dir.is_dir():
@@ -205,6 +206,7 @@ def create_product(
 ) -> Product:
     """Create a product in ``directory``: context, state, root of trust, CA certificates, evidence."""
     step = progress or (lambda _text: None)
+    secrets = caching(secrets)
     directory = directory.resolve()
     context_path = directory / CONTEXT_FILE
     state_dir = directory / STATE_DIR
@@ -258,7 +260,12 @@ def create_product(
             now=now,
         )
         crl = issue_crl(
-            issuing_handle, issuing_cert, [], this_update=now, next_update=now + timedelta(days=30), crl_number=1
+            issuing_handle,
+            issuing_cert,
+            [],
+            this_update=now,
+            next_update=now + timedelta(days=30),
+            crl_number=1,
         )
         pki_dir = state_dir / "pki"
         _write_pem(pki_dir / ROOT_CA_CERT, root_cert.public_bytes(serialization.Encoding.PEM))
@@ -290,14 +297,18 @@ def create_product(
             },
         )
         product.evidence.checkpoint()
-        return product
     except BaseException:
         _roll_back(created, product, context_path, state_dir, directory if made_dir else None)
         raise
+    return product
 
 
 def _roll_back(
-    created: list[KeyInfo], product: Product | None, context_path: Path, state_dir: Path, made_dir: Path | None
+    created: list[KeyInfo],
+    product: Product | None,
+    context_path: Path,
+    state_dir: Path,
+    made_dir: Path | None,
 ) -> None:
     """Undo a failed ``create_product``: token keys, state, context, the directory if we made it."""
     if product is not None:

@@ -19,26 +19,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ContextOpt",
-    "command",
-    "exit_code",
     "FormatOpt",
     "JsonOpt",
     "Output",
     "QuietOpt",
+    "command",
+    "exit_code",
     "int_option",
     "open_product_for_cli",
 ]
 
 ContextOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--context", metavar="PATH", help="The security-context.toml (default: found upward from here)."
-    ),
+    typer.Option("--context", metavar="PATH", help="The security-context.toml (default: found upward from here)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Machine-readable JSON output (alias of --format json).")
-]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (alias of --format json).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from trustroot.cli._common import ContextOpt, command, FormatOpt, JsonOpt, Output, QuietOpt
+from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt, command
 
 app = typer.Typer(no_args_is_help=True, help="Lint and edit the Security Context (security-context.toml).")
 
@@ -17,9 +18,7 @@ app = typer.Typer(no_args_is_help=True, help="Lint and edit the Security Context
 @command(app, "check")
 def check(
     context: ContextOpt = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="Advice (recommendations) fails the check too.")
-    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Advice (recommendations) fails the check too.")] = False,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
     fmt: FormatOpt = "text",
@@ -28,7 +27,8 @@ def check(
 
     Example: trustroot context check --context demo/security-context.toml
     """
-    from trustroot.context import find_context, lint, load_context
+    from trustroot.context import find_context, load_context
+    from trustroot.context.lint import lint
     from trustroot.errors import ContextError
 
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
@@ -40,9 +40,7 @@ def check(
             raise
         issues = [{"key": k, "line": n, "message": m} for k, n, m in error.issues]
         text = "\n".join(f"{path}:{n}: {k}: {m}" for k, n, m in error.issues)
-        out.result(
-            f"[red]{len(issues)} schema error(s)[/red]\n{text}", {"path": str(path), "schema_errors": issues}
-        )
+        out.result(f"[red]{len(issues)} schema error(s)[/red]\n{text}", {"path": str(path), "schema_errors": issues})
         return 1
     findings = lint(loaded, today=datetime.now(UTC).date())
     errors = [f for f in findings if f.severity == "error"]
@@ -66,7 +64,7 @@ def check(
     return 1 if failing else 0
 
 
-def _record_check(path: Path, findings: list[object]) -> None:
+def _record_check(path: Path, findings: Sequence[object]) -> None:
     """Leave a context.checked evidence record when the product state exists (best effort, no unlock)."""
     from trustroot.context.load import STATE_DIR
     from trustroot.evidence import EvidenceLog
@@ -89,9 +87,7 @@ def _record_check(path: Path, findings: list[object]) -> None:
 @command(app, "set")
 def set_value(
     key: Annotated[str, typer.Argument(help="Dotted key, e.g. communication.min_tls_version.")],
-    value: Annotated[
-        str, typer.Argument(help="New value as TOML (strings quoted: '\"1.3\"'), or a bare word.")
-    ],
+    value: Annotated[str, typer.Argument(help="New value as TOML (strings quoted: '\"1.3\"'), or a bare word.")],
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -112,9 +108,7 @@ def set_value(
 
 @command(app, "schema")
 def schema(
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
-    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -150,9 +144,7 @@ def show(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = F
 @command(app, "security-txt")
 def security_txt_cmd(
     context: ContextOpt = None,
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write to this file instead of stdout.")
-    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> int:
@@ -161,7 +153,8 @@ def security_txt_cmd(
     Example: trustroot context security-txt --out .well-known/security.txt
     """
     from trustroot._fsutil import atomic_write
-    from trustroot.context import find_context, load_context, security_txt
+    from trustroot.context import find_context, load_context
+    from trustroot.context.security_txt import security_txt
 
     loaded = load_context(find_context(None, context))
     text = security_txt(loaded.model, now=datetime.now(UTC))

@@ -12,9 +12,7 @@ from trustroot.cli._common import JsonOpt, Output, QuietOpt
 
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Directory of the demo product.")] = Path("demo"),
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Start an earlier demo in --dir afresh.")
-    ] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Start an earlier demo in --dir afresh.")] = False,
     context: Annotated[Path | None, typer.Option("--context", hidden=True)] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -39,9 +37,7 @@ def demo(
         disable=out.json or quiet,
     ) as bar:
         task = bar.add_task("demo", total=None)
-        result = run_demo(
-            directory, replace=replace, progress=lambda t: bar.update(task, description=f"demo: {t}")
-        )
+        result = run_demo(directory, replace=replace, progress=lambda t: bar.update(task, description=f"demo: {t}"))
     errors = [f for f in result.findings if f.severity == "error"]
     lines = [
         f"[green]demo product[/green] {result.directory}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from trustroot.cli._common import ContextOpt, JsonOpt, Output, QuietOpt
 
 
@@ -35,7 +34,5 @@ def doctor(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt =
     else:
         out.console.print(table)
         if missing:
-            out.console.print(
-                f"[yellow]{len(missing)} component(s) missing or broken[/]: run scripts/setup.sh"
-            )
+            out.console.print(f"[yellow]{len(missing)} component(s) missing or broken[/]: run scripts/setup.sh")
     return 1 if any(c.status != "ok" and c.required for c in components) else 0

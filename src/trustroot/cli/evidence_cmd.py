@@ -9,11 +9,11 @@ import typer
 
 from trustroot.cli._common import (
     ContextOpt,
-    command,
     FormatOpt,
     JsonOpt,
     Output,
     QuietOpt,
+    command,
     open_product_for_cli,
 )
 
@@ -21,9 +21,7 @@ app = typer.Typer(no_args_is_help=True, help="The product's hash-chained evidenc
 
 
 @command(app, "verify")
-def verify(
-    context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text"
-) -> int:
+def verify(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text") -> int:
     """Check the chain and every signed checkpoint; report the last signed head.
 
     Exit 1 if a record was edited, removed or reordered, or a checkpoint does not verify.
@@ -75,8 +73,7 @@ def show(
         maxlen=tail,
     )
     lines = [
-        f"{r.seq:>6} {r.time} {r.type:<22} {r.subject}  {json.dumps(r.data, sort_keys=True)[:80]}"
-        for r in records
+        f"{r.seq:>6} {r.time} {r.type:<22} {r.subject}  {json.dumps(r.data, sort_keys=True)[:80]}" for r in records
     ]
     out.result("\n".join(lines) or "(no records)", [r.as_dict() for r in records])
     return 0
@@ -91,7 +88,5 @@ def checkpoint(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonO
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
     record = product.evidence.checkpoint()
-    out.result(
-        f"checkpoint at seq {record.seq} signs head {record.data['head_hash'][:12]}…", record.as_dict()
-    )
+    out.result(f"checkpoint at seq {record.seq} signs head {str(record.data['head_hash'])[:12]}…", record.as_dict())
     return 0

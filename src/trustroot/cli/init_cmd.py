@@ -11,16 +11,10 @@ from trustroot.cli._common import JsonOpt, Output, QuietOpt
 
 
 def init(
-    directory: Annotated[
-        Path, typer.Argument(help="Directory of the product (created if missing).")
-    ] = Path(),
+    directory: Annotated[Path, typer.Argument(help="Directory of the product (created if missing).")] = Path(),
     product: Annotated[str, typer.Option("--product", help="The product's name.")] = "",
-    manufacturer: Annotated[
-        str, typer.Option(help="Manufacturer's legal name.")
-    ] = "Example Manufacturer Ltd",
-    contact: Annotated[
-        str | None, typer.Option(help="Vulnerability report contact (mailto: or https:).")
-    ] = None,
+    manufacturer: Annotated[str, typer.Option(help="Manufacturer's legal name.")] = "Example Manufacturer Ltd",
+    contact: Annotated[str | None, typer.Option(help="Vulnerability report contact (mailto: or https:).")] = None,
     policy_url: Annotated[str | None, typer.Option(help="Published disclosure policy URL.")] = None,
     support_years: Annotated[int, typer.Option(min=1, max=30, help="Support period from today.")] = 5,
     backend: Annotated[str, typer.Option(help="Key store: file or pkcs11.")] = "file",
@@ -59,9 +53,7 @@ def init(
     else:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-        ) as bar:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
             task = bar.add_task("root of trust", total=None)
             made = create_product(
                 directory,

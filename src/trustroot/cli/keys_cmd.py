@@ -10,11 +10,11 @@ import typer
 
 from trustroot.cli._common import (
     ContextOpt,
-    command,
     FormatOpt,
     JsonOpt,
     Output,
     QuietOpt,
+    command,
     open_product_for_cli,
 )
 from trustroot.errors import UsageError
@@ -62,7 +62,8 @@ def list_keys(
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     keys = open_product_for_cli(context).keys.list()
     lines = [
-        f"{k.name:<24} {k.role.value:<18} {k.algorithm.value:<13} {k.backend:<7} {k.status.value:<8} {k.fingerprint[:16]}"
+        f"{k.name:<24} {k.role.value:<18} {k.algorithm.value:<13} {k.backend:<7} {k.status.value:<8} "
+        f"{k.fingerprint[:16]}"
         for k in keys
     ]
     out.result("\n".join(lines), [_as_dict(k) for k in keys])
@@ -96,9 +97,7 @@ def create(
 @command(app, "import")
 def import_key(
     role: Annotated[str, typer.Argument(help="Role the key takes, e.g. firmware-signing.")],
-    path: Annotated[
-        Path, typer.Argument(help="PEM private key file (PKCS#8, SEC1 or PKCS#1; encrypted or not).")
-    ],
+    path: Annotated[Path, typer.Argument(help="PEM private key file (PKCS#8, SEC1 or PKCS#1; encrypted or not).")],
     algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Algorithm the key must have.")],
     name: Annotated[str | None, typer.Option(help="Key name.")] = None,
     password_env: Annotated[
@@ -122,9 +121,7 @@ def import_key(
             raise UsageError(f"--password-env {password_env}: no such environment variable")
         password = os.environ[password_env].encode()
     product = open_product_for_cli(context)
-    info = import_key_file(
-        product, _role(role), _algorithm(algorithm), path, name=name, key_password=password
-    )
+    info = import_key_file(product, _role(role), _algorithm(algorithm), path, name=name, key_password=password)
     out.result(f"imported {path} as {info.name} ({info.backend}); delete the clear original", _as_dict(info))
     return 0
 
@@ -132,9 +129,7 @@ def import_key(
 @command(app, "export-public")
 def export_public(
     name: Annotated[str, typer.Argument(help="Key name (see trustroot keys list).")],
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write the PEM here instead of stdout.")
-    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the PEM here instead of stdout.")] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -200,15 +195,9 @@ def revoke(
 
 @command(app, "backup")
 def backup(
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Directory for the backup file and the share files.")
-    ],
-    threshold: Annotated[
-        int, typer.Option("--threshold", "-m", min=2, max=255, help="Shares needed to restore.")
-    ] = 3,
-    shares: Annotated[
-        int, typer.Option("--shares", "-n", min=2, max=255, help="Shares made (one per custodian).")
-    ] = 5,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the backup file and the share files.")],
+    threshold: Annotated[int, typer.Option("--threshold", "-m", min=2, max=255, help="Shares needed to restore.")] = 3,
+    shares: Annotated[int, typer.Option("--shares", "-n", min=2, max=255, help="Shares made (one per custodian).")] = 5,
     key: Annotated[
         list[str] | None, typer.Option("--key", help="Key to include (default: the offline root keys).")
     ] = None,
@@ -227,9 +216,7 @@ def backup(
     out = Output.of(json_flag=json_, quiet=quiet)
     if threshold > shares:
         raise UsageError(f"--threshold {threshold} is larger than --shares {shares}")
-    result = backup_offline_root(
-        open_product_for_cli(context), out_dir, threshold=threshold, shares=shares, names=key
-    )
+    result = backup_offline_root(open_product_for_cli(context), out_dir, threshold=threshold, shares=shares, names=key)
     out.result(
         f"backup {result.backup_file} of {', '.join(result.keys)}; {threshold} of {shares} shares restore it:\n"
         + "\n".join(f"  {p}" for p in result.share_files),

@@ -1,6 +1,8 @@
 """The Security Context: schema, loading, the EN 303 645 lint and security.txt.
 
-Names are imported lazily so that ``import trustroot.context.schema`` stays light.
+Names are imported lazily so that ``import trustroot.context.schema`` stays light. The lint and
+security.txt functions share their submodules' names: import them from
+``trustroot.context.lint`` and ``trustroot.context.security_txt``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trustroot.context.lint import Finding, lint
+    from trustroot.context.lint import Finding
     from trustroot.context.load import (
         CONTEXT_FILE,
         STATE_DIR,
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
         parse_context,
     )
     from trustroot.context.schema import SecurityContext, json_schema
-    from trustroot.context.security_txt import security_txt
 
 __all__ = [
     "CONTEXT_FILE",
@@ -29,15 +30,12 @@ __all__ = [
     "SecurityContext",
     "find_context",
     "json_schema",
-    "lint",
     "load_context",
     "parse_context",
-    "security_txt",
 ]
 
 _HOME = {
     "Finding": "lint",
-    "lint": "lint",
     "CONTEXT_FILE": "load",
     "STATE_DIR": "load",
     "LoadedContext": "load",
@@ -46,7 +44,6 @@ _HOME = {
     "parse_context": "load",
     "SecurityContext": "schema",
     "json_schema": "schema",
-    "security_txt": "security_txt",
 }
 
 

@@ -33,7 +33,15 @@ _HASH_FOR_SIGNATURE: dict[str, frozenset[str]] = {
     "rsa-3072": frozenset({"sha256"}),
     "none": frozenset({"sha256", "sha384", "sha512"}),
 }
-_PLACEHOLDER_DOMAINS = (".example", "example.com", "example.org", "example.net", ".invalid", ".test", ".localhost")
+_PLACEHOLDER_DOMAINS = (
+    ".example",
+    "example.com",
+    "example.org",
+    "example.net",
+    ".invalid",
+    ".test",
+    ".localhost",
+)
 
 
 @dataclass(frozen=True)

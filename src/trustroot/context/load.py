@@ -90,9 +90,7 @@ def _split_key(text: str) -> list[str]:
                 return parts
             parts.append(text[i + 1 : end])
             i = end + 1
-        elif ch == ".":
-            i += 1
-        elif ch.isspace():
+        elif ch == "." or ch.isspace():
             i += 1
         else:
             match = _BARE_KEY.match(text, i)
@@ -136,6 +134,22 @@ def _bracket_balance(value: str) -> int:
     return depth
 
 
+def _table_header(line: str, number: int, found: dict[KeyPath, int], counts: dict[KeyPath, int]) -> KeyPath:
+    """Record a ``[table]`` or ``[[array.of.tables]]`` header; return the table it opens."""
+    if line.startswith("[["):
+        path = tuple(_split_key(line[2 : line.find("]]")]))
+        index = counts.get(path, 0)
+        counts[path] = index + 1
+        if path:
+            found.setdefault(path, number)
+            found[(*path, index)] = number
+        return (*path, index)
+    table = tuple(_split_key(line[1 : line.find("]")]))
+    if table:
+        found.setdefault(table, number)
+    return table
+
+
 def locate_keys(text: str) -> dict[KeyPath, int]:
     """Map every key path written in ``text`` to its 1-based line."""
     found: dict[KeyPath, int] = {}
@@ -154,23 +168,15 @@ def locate_keys(text: str) -> dict[KeyPath, int]:
             continue
         if not line or line.startswith("#"):
             continue
-        if line.startswith("[["):
-            path = tuple(_split_key(line[2 : line.find("]]")]))
-            index = array_counts.get(path, 0)
-            array_counts[path] = index + 1
-            table = (*path, index)
-            found.setdefault(path, number)
-            found[table] = number
-            continue
         if line.startswith("["):
-            table = tuple(_split_key(line[1 : line.find("]")]))
-            found.setdefault(table, number)
+            table = _table_header(line, number, found, array_counts)
             continue
         eq = _key_end(line)
         if eq < 0:
             continue
-        key = (*table, *_split_key(line[:eq]))
-        found.setdefault(key, number)
+        parts = _split_key(line[:eq])
+        if parts:
+            found.setdefault((*table, *parts), number)
         value = line[eq + 1 :].strip()
         for quote in ('"""', "'''"):
             if value.startswith(quote) and value.count(quote) == 1:
@@ -201,8 +207,7 @@ def find_context(start: Path | None = None, explicit: Path | None = None) -> Pat
 def _schema_error(exc: ValidationError, locations: Mapping[KeyPath, int], source: str) -> ContextError:
     issues: list[tuple[str, int, str]] = []
     for error in exc.errors(include_url=False):
-        loc: KeyPath = tuple(p for p in error["loc"] if isinstance(p, str | int))
-        # pydantic appends the validator's name for unions/literals; keep only real key parts
+        loc: KeyPath = tuple(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
             message = "unknown key (not part of the Security Context schema)"
@@ -210,7 +215,7 @@ def _schema_error(exc: ValidationError, locations: Mapping[KeyPath, int], source
             message = "required key is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
-            if "input" in error and not isinstance(error["input"], dict | list):
+            if not isinstance(error.get("input"), dict | list | type(None)):
                 message += f" (got {error['input']!r})"
         line = 0
         probe = loc

@@ -81,6 +81,15 @@ ALL_METRICS: tuple[Metric, ...] = (
     "update_auth_failures",
 )
 Engine = Literal["cppcheck", "clang-tidy", "flawfinder", "semgrep", "detect-secrets", "unblob", "trustroot"]
+ALL_ENGINES: tuple[Engine, ...] = (
+    "cppcheck",
+    "clang-tidy",
+    "flawfinder",
+    "semgrep",
+    "detect-secrets",
+    "unblob",
+    "trustroot",
+)
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _PROVISION_ID = re.compile(r"^(5\.(?:0|[1-9]|1[0-3])-[0-9]{1,2}[AB]?|6-[0-9][AB]?)$")
@@ -106,7 +115,10 @@ class Disclosure(_Section):
     )
     policy_url: HttpsUrl = Field(description="The published vulnerability disclosure policy (https URL).")
     preferred_languages: list[Annotated[str, Field(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*$")]] = Field(
-        default_factory=lambda: ["en"], min_length=1, max_length=10, description="Languages reports may use (RFC 5646)."
+        default_factory=lambda: ["en"],
+        min_length=1,
+        max_length=10,
+        description="Languages reports may use (RFC 5646).",
     )
     canonical_url: HttpsUrl | None = Field(
         default=None, description="Where the security.txt is published (its Canonical field)."
@@ -115,7 +127,10 @@ class Disclosure(_Section):
         default=5, ge=1, le=90, description="The promised time to acknowledge a report, in days."
     )
     security_txt_validity_days: int = Field(
-        default=180, ge=1, le=365, description="How far ahead security.txt's Expires is set (RFC 9116: under a year)."
+        default=180,
+        ge=1,
+        le=365,
+        description="How far ahead security.txt's Expires is set (RFC 9116: under a year).",
     )
 
     @field_validator("contact")
@@ -141,7 +156,8 @@ class Product(_Section):
         min_length=1, max_length=50, description="Hardware revisions this context covers."
     )
     support_period_end: date | None = Field(
-        default=None, description="Last day security updates are provided (5.3-13); a TOML date, e.g. 2031-12-31."
+        default=None,
+        description="Last day security updates are provided (5.3-13); a TOML date, e.g. 2031-12-31.",
     )
     disclosure: Disclosure | None = Field(default=None, description="Vulnerability disclosure (5.2-1).")
 
@@ -188,7 +204,8 @@ class DeviceCertificate(_Section):
 
     algorithm: Literal["ecdsa-p256", "ed25519"] = Field(default="ecdsa-p256", description="Device key algorithm.")
     no_expiry: bool = Field(
-        default=False, description="Use 802.1AR's 'no expiration' notAfter (99991231235959Z) instead of validity_days."
+        default=False,
+        description="Use 802.1AR's 'no expiration' notAfter (99991231235959Z) instead of validity_days.",
     )
     validity_days: int = Field(default=7300, ge=1, le=36500, description="Certificate validity in days.")
 
@@ -241,7 +258,8 @@ class Boot(_Section):
         default="ecdsa-p256", description="Image signature algorithm; `none` is refused by the lint."
     )
     encryption: Literal["none", "ecies-p256", "ecies-x25519"] = Field(
-        default="none", description="Image encryption (IP protection); must pair with the signature as MCUboot allows."
+        default="none",
+        description="Image encryption (IP protection); must pair with the signature as MCUboot allows.",
     )
     encryption_key_bits: Literal[128, 256] = Field(default=256, description="AES-CTR key size for encrypted images.")
     hash: Literal["sha256", "sha384", "sha512"] = Field(default="sha256", description="Image hash TLV.")
@@ -277,10 +295,15 @@ def _default_stages() -> list[RolloutStage]:
 class Update(_Section):
     """Update distribution and device check-ins (guidelines 3 and 9)."""
 
-    channels: list[Slug] = Field(default_factory=lambda: ["stable"], min_length=1, max_length=20, description="Channels.")
+    channels: list[Slug] = Field(
+        default_factory=lambda: ["stable"], min_length=1, max_length=20, description="Channels."
+    )
     automatic: bool = Field(default=True, description="Devices install security updates automatically (5.3-4A).")
     rollout_stages: list[RolloutStage] = Field(
-        default_factory=_default_stages, min_length=1, max_length=20, description="Stages, ending at 100 percent."
+        default_factory=_default_stages,
+        min_length=1,
+        max_length=20,
+        description="Stages, ending at 100 percent.",
     )
     failure_pause_threshold: float = Field(
         default=0.05, gt=0, le=1, description="Share of failed installs that pauses a rollout."
@@ -290,7 +313,7 @@ class Update(_Section):
         default_factory=lambda: [0, 600],
         min_length=2,
         max_length=2,
-        description="Random delay added to each check-in, [min, max] seconds (spreads load, 5.9-3)."
+        description="Random delay added to each check-in, [min, max] seconds (spreads load, 5.9-3).",
     )
     timestamp_expiry_hours: int = Field(default=24, ge=1, le=24 * 7, description="TUF timestamp metadata lifetime.")
     download_deadline_s: int = Field(default=600, ge=10, le=86400, description="Total deadline of an image download.")
@@ -346,7 +369,9 @@ class Telemetry(_Section):
         default_factory=list, max_length=100, description="Ports a device may listen on; others alert."
     )
     allowed_destinations: list[Annotated[str, Field(max_length=253)]] = Field(
-        default_factory=list, max_length=200, description="Hosts or CIDRs a device may contact; empty = the service."
+        default_factory=list,
+        max_length=200,
+        description="Hosts or CIDRs a device may contact; empty = the service.",
     )
     contains_personal_data: bool = Field(default=False, description="Telemetry carries personal data (6-4).")
 
@@ -384,7 +409,7 @@ class CodeQuality(_Section):
 
     targets: list[ScanTarget] = Field(default_factory=list, max_length=50, description="What to scan.")
     engines: list[Engine] = Field(
-        default_factory=lambda: ["cppcheck", "clang-tidy", "flawfinder", "semgrep", "detect-secrets", "unblob", "trustroot"],
+        default_factory=lambda: list(ALL_ENGINES),
         description="Engines the gate runs.",
     )
     fail_on: Literal["low", "medium", "high"] = Field(default="medium", description="Lowest severity that fails.")
@@ -424,7 +449,8 @@ class SecurityContext(_Section):
     data: Data = Field(default_factory=Data)
     code_quality: CodeQuality = Field(default_factory=CodeQuality)
     declarations: dict[str, Declaration] = Field(
-        default_factory=dict, description="Provision id (e.g. `5.6-4A`) to a declaration for what no tool can check."
+        default_factory=dict,
+        description="Provision id (e.g. `5.6-4A`) to a declaration for what no tool can check.",
     )
     components: list[Component] = Field(default_factory=list, max_length=5000, description="SBOM components.")
 

@@ -19,7 +19,8 @@ def security_txt(context: SecurityContext, *, now: datetime) -> str:
     disclosure = context.product.disclosure
     if disclosure is None:
         raise PolicyRefusal(
-            "the Security Context has no [product.disclosure]; security.txt needs a contact", provision="5.2-1"
+            "the Security Context has no [product.disclosure]; security.txt needs a contact",
+            provision="5.2-1",
         )
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")

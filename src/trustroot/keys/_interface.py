@@ -79,7 +79,7 @@ class KeyRole(enum.StrEnum):
     UPDATE_TARGETS = "update-targets"
     UPDATE_SNAPSHOT = "update-snapshot"
     UPDATE_TIMESTAMP = "update-timestamp"
-    FACTORY_SECRET = "factory-secret"
+    FACTORY_SECRET = "factory-secret"  # noqa: S105  (a role name, not a secret)
     EVIDENCE = "evidence"
     #: Any other key a later capability files in the store (TLS server, station, signatory).
     OTHER = "other"
@@ -117,13 +117,18 @@ class KeyInfo:
     #: PEM of the public key; empty for secrets.
     public_pem: str = ""
     #: The passphrase domain: "store" for the key store passphrase, "root" for the offline root's own.
-    passphrase_domain: Literal["store", "root"] = "store"
+    passphrase_domain: Literal["store", "root"] = "store"  # noqa: S105  (which passphrase, not one)
     #: Whether the private part can ever leave the backend (always false on a token).
     extractable: bool = False
     #: Generation within the role (1 for the first key, +1 per rotation).
     generation: int = 1
     #: Free-form labels (e.g. ``{"replaces": "firmware-signing-1"}``).
     labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        """Whether the key belongs to the offline root (its own passphrase)."""
+        return self.passphrase_domain == "root"  # noqa: S105  (a domain name, not a password)
 
 
 @runtime_checkable
@@ -168,7 +173,13 @@ class KeyBackend(Protocol):
         ...
 
     def import_key(
-        self, name: str, role: KeyRole, algorithm: Algorithm, material: bytes, *, domain: Literal["store", "root"]
+        self,
+        name: str,
+        role: KeyRole,
+        algorithm: Algorithm,
+        material: bytes,
+        *,
+        domain: Literal["store", "root"],
     ) -> KeyInfo:
         """Take an existing key (PKCS#8 DER of a private key, or 32 raw bytes of a secret)."""
         ...

@@ -19,7 +19,7 @@ from typing import Literal
 
 from trustroot.errors import WrongSecretError
 
-__all__ = ["ENV_VARS", "SecretKind", "SecretSource", "env_or_prompt", "fixed_secrets"]
+__all__ = ["ENV_VARS", "SecretKind", "SecretSource", "caching", "env_or_prompt", "fixed_secrets"]
 
 SecretKind = Literal["store", "root", "pin"]
 
@@ -46,9 +46,7 @@ def env_or_prompt(kind: SecretKind, confirm: bool = False) -> str:
     value = os.environ.get(ENV_VARS[kind])
     if value is None:
         if not sys.stdin.isatty():
-            raise WrongSecretError(
-                f"no {_LABELS[kind]}: set {ENV_VARS[kind]} or run on a terminal to be asked for it"
-            )
+            raise WrongSecretError(f"no {_LABELS[kind]}: set {ENV_VARS[kind]} or run on a terminal to be asked for it")
         value = getpass.getpass(f"{_LABELS[kind]}: ")
         if confirm and getpass.getpass(f"{_LABELS[kind]} (again): ") != value:
             raise WrongSecretError(f"the two entries of the {_LABELS[kind]} differ")
@@ -62,9 +60,25 @@ def env_or_prompt(kind: SecretKind, confirm: bool = False) -> str:
     return value
 
 
+def caching(source: SecretSource) -> SecretSource:
+    """Ask ``source`` at most once per kind (a confirmed answer also serves later plain asks)."""
+    answers: dict[SecretKind, str] = {}
+
+    def cached(kind: SecretKind, confirm: bool = False) -> str:
+        if kind not in answers:
+            answers[kind] = source(kind, confirm)
+        return answers[kind]
+
+    return cached
+
+
 def fixed_secrets(store: str, root: str | None = None, pin: str | None = None) -> SecretSource:
     """A source that returns fixed values (tests, services that read their secret elsewhere)."""
-    values: dict[SecretKind, str | None] = {"store": store, "root": root if root is not None else store, "pin": pin}
+    values: dict[SecretKind, str | None] = {
+        "store": store,
+        "root": root if root is not None else store,
+        "pin": pin,
+    }
 
     def source(kind: SecretKind, confirm: bool = False) -> str:
         value = values[kind]
