@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Build ``src/trustroot/data/common-passwords.txt`` from the list Django ships.
+
+The source is ``django/contrib/auth/common-passwords.txt.gz`` inside one pinned Django wheel from
+PyPI: 20,000 common passwords compiled by Royce Williams (unhexed, lowercased and deduplicated by
+Django), distributed under Django's BSD-3-Clause licence. This script downloads that wheel with
+``pip download --no-deps``, checks its sha256 against the pin below, checks that the wheel still
+carries the BSD-3-Clause licence text, and writes the list with a header naming the source, its
+compiler, the licence (in full, as the licence asks) and the sha256 of the source file.
+
+The output depends only on the pinned wheel, so a re-run gives the same bytes (``--check`` says
+whether the file in the tree is what the pinned wheel gives, for CI).
+
+Usage: scripts/make_common_passwords.py [--check] [--wheel PATH] [--output PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+DJANGO_VERSION = "5.2.19"
+DJANGO_WHEEL = f"django-{DJANGO_VERSION}-py3-none-any.whl"
+DJANGO_WHEEL_SHA256 = "5965d974a5218a2b68a11dd1276434707f23886525c23f0598eccedaf4f4ca00"
+SOURCE_MEMBER = "django/contrib/auth/common-passwords.txt.gz"
+LICENSE_MEMBER = f"django-{DJANGO_VERSION}.dist-info/licenses/LICENSE"
+COMPILER_URL = "https://gist.github.com/roycewilliams/226886fd01572964e1431ac8afc999ce"
+MIN_ENTRIES = 10_000
+
+# Phrases that make Django's LICENSE the BSD 3-Clause licence; a pin bump that changes the licence
+# must stop here and be looked at by a person.
+BSD3_MARKERS = (
+    "Redistributions of source code must retain the above copyright notice",
+    "Redistributions in binary form must reproduce the above copyright",
+    "Neither the name of Django nor the names of its contributors may be used",
+    'THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS"',
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = REPO / "src" / "trustroot" / "data" / "common-passwords.txt"
+
+
+class BuildError(Exception):
+    """The source is not what the pin says, or not usable."""
+
+
+def download_wheel(dest: Path) -> Path:
+    """Download the pinned Django wheel (and nothing else) into ``dest``."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--ignore-requires-python",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(dest),
+        f"django=={DJANGO_VERSION}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BuildError(f"pip download of django=={DJANGO_VERSION} failed:\n{result.stderr.strip()}")
+    wheel = dest / DJANGO_WHEEL
+    if not wheel.is_file():
+        raise BuildError(f"pip download did not produce {DJANGO_WHEEL} in {dest}")
+    return wheel
+
+
+def read_source(wheel: Path) -> tuple[bytes, str]:
+    """Return the gzipped password list and the licence text from the wheel, both checked."""
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if digest != DJANGO_WHEEL_SHA256:
+        raise BuildError(f"{wheel.name} has sha256 {digest}, the pin says {DJANGO_WHEEL_SHA256}")
+    with zipfile.ZipFile(wheel) as archive:
+        source = archive.read(SOURCE_MEMBER)
+        licence = archive.read(LICENSE_MEMBER).decode("utf-8")
+    missing = [marker for marker in BSD3_MARKERS if marker not in " ".join(licence.split())]
+    if missing:
+        raise BuildError(f"{LICENSE_MEMBER} is no longer the BSD-3-Clause text: missing {missing[0]!r}")
+    return source, licence
+
+
+def normalise(raw: bytes) -> list[str]:
+    """Decode, strip and deduplicate the entries, keeping the source's order (most common first)."""
+    text = raw.decode("utf-8")  # strict: a wrongly encoded source fails here
+    entries: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry in seen:
+            continue
+        if entry != entry.lower():
+            raise BuildError(f"entry {entry!r} is not lowercase; the list is matched case-insensitively")
+        seen.add(entry)
+        entries.append(entry)
+    if len(entries) < MIN_ENTRIES:
+        raise BuildError(f"only {len(entries)} entries; at least {MIN_ENTRIES} expected")
+    return entries
+
+
+def render(source_gz: bytes, licence: str) -> bytes:
+    """The file's bytes: a '#' header, one blank line, then one password per line."""
+    entries = normalise(gzip.decompress(source_gz))
+    source_sha = hashlib.sha256(source_gz).hexdigest()
+    header = [
+        f"Common passwords: {len(entries)} entries, one per line, lowercase, most common first.",
+        "Generated by scripts/make_common_passwords.py; do not edit by hand.",
+        "Entries are taken verbatim after the first blank line (an entry may itself start with '#').",
+        "",
+        f"Source: {SOURCE_MEMBER} in the Django {DJANGO_VERSION} wheel from PyPI",
+        f"  ({DJANGO_WHEEL}, sha256 {DJANGO_WHEEL_SHA256}).",
+        f"Source file sha256: {source_sha}",
+        "Compiled by Royce Williams: 20,000 common passwords, unhexed, lowercased and deduplicated",
+        f"  ({COMPILER_URL}), as shipped by Django; here stripped and deduplicated again.",
+        "Licence: BSD-3-Clause, as part of Django. Django's licence text follows, as it asks.",
+        "",
+        *licence.strip("\n").splitlines(),
+    ]
+    lines = [f"# {line}".rstrip() for line in header]
+    return ("\n".join(lines) + "\n\n" + "\n".join(entries) + "\n").encode("utf-8")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or with ``--check`` verify) the common-password file; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if the file differs; write nothing")
+    parser.add_argument("--wheel", type=Path, help=f"use this {DJANGO_WHEEL} instead of downloading it")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the list")
+    args = parser.parse_args(argv)
+    try:
+        if args.wheel is not None:
+            data = render(*read_source(args.wheel))
+        else:
+            with tempfile.TemporaryDirectory(prefix="trustroot-django-") as tmp:
+                data = render(*read_source(download_wheel(Path(tmp))))
+    except (BuildError, OSError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as exc:
+        print(f"make_common_passwords: {exc}", file=sys.stderr)
+        return 1
+    output: Path = args.output
+    if args.check:
+        current = output.read_bytes() if output.is_file() else b""
+        if current != data:
+            print(f"make_common_passwords: {output} is not what Django {DJANGO_VERSION} gives", file=sys.stderr)
+            return 1
+        print(f"make_common_passwords: {output} is up to date")
+        return 0
+    write_atomically(output, data)
+    print(f"make_common_passwords: wrote {output} ({len(data)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
