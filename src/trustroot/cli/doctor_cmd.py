@@ -34,5 +34,7 @@ def doctor(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt =
     else:
         out.console.print(table)
         if missing:
-            out.console.print(f"[yellow]{len(missing)} component(s) missing or broken[/]: see the last column for how to install each")
+            out.console.print(
+                f"[yellow]{len(missing)} component(s) missing or broken[/]: the last column says how to install each"
+            )
     return 1 if any(c.status != "ok" and c.required for c in components) else 0
