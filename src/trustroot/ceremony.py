@@ -12,11 +12,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
-
-from cryptography.hazmat.primitives import serialization
 
 from trustroot._fsutil import atomic_write, read_bounded
 from trustroot.errors import BackupError, KeyExistsError, UsageError
@@ -25,8 +22,14 @@ from trustroot.keys.backup import create_backup, describe_backup, open_backup
 from trustroot.keys.filestore import load_pem_private_key_file
 from trustroot.keys.shamir import parse_share
 from trustroot.limits import DEFAULT_LIMITS
-from trustroot.pki.certificates import certificate_fingerprint, create_root_ca, issue_intermediate_ca
-from trustroot.product import ISSUING_CA_CERT, ROOT_CA_CERT, Product
+from trustroot.pki.certificates import certificate_fingerprint
+from trustroot.product import (
+    ISSUING_CA_CERT,
+    ROOT_CA_CERT,
+    Product,
+    issue_issuing_certificate,
+    issue_root_certificate,
+)
 
 __all__ = [
     "BackupResult",
@@ -66,41 +69,17 @@ def import_key_file(
 
 
 def _reissue_ca(product: Product, role: KeyRole) -> None:
-    """Issue the CA certificate for the newly active key of ``role``."""
-    model = product.context.model
-    now = product.clock()
-    store = product.keys
+    """Issue the CA certificate(s) for the newly active key of ``role``; keep the old issuing CA."""
+    old = product.pki_dir / ISSUING_CA_CERT
+    if old.exists():
+        stamp = product.clock().strftime("%Y%m%dT%H%M%SZ")
+        atomic_write(product.pki_dir / f"issuing-ca.retired-{stamp}.pem", old.read_bytes())
     if role is KeyRole.ROOT_CA:
-        root_handle = store.unlock(store.active(KeyRole.ROOT_CA).name)
-        root_cert = create_root_ca(
-            root_handle,
-            f"{model.product.name} Root CA",
-            model.product.manufacturer,
-            model.root_of_trust.root_ca_validity_years * 365,
-            now=now,
-        )
-        atomic_write(product.pki_dir / ROOT_CA_CERT, root_cert.public_bytes(serialization.Encoding.PEM))
-        role = KeyRole.ISSUING_CA  # the issuing CA must chain to the new root
+        root_cert = issue_root_certificate(product)
         product.record("key.rotated", "root-ca-certificate", {"certificate": certificate_fingerprint(root_cert)})
-    if role is KeyRole.ISSUING_CA:
-        root_handle = store.unlock(store.active(KeyRole.ROOT_CA).name)
+    else:
         root_cert = product.certificate(ROOT_CA_CERT)
-        issuing = store.unlock(store.active(KeyRole.ISSUING_CA).name)
-        cert = issue_intermediate_ca(
-            root_handle,
-            root_cert,
-            issuing.public_key(),
-            f"{model.product.name} Device Issuing CA",
-            model.product.manufacturer,
-            model.root_of_trust.issuing_ca_validity_years * 365,
-            path_length=0,
-            now=now,
-        )
-        old = product.pki_dir / ISSUING_CA_CERT
-        if old.exists():
-            stamp = (now - timedelta(microseconds=now.microsecond)).strftime("%Y%m%dT%H%M%SZ")
-            atomic_write(product.pki_dir / f"issuing-ca.retired-{stamp}.pem", old.read_bytes())
-        atomic_write(old, cert.public_bytes(serialization.Encoding.PEM))
+    issue_issuing_certificate(product, root_cert)  # the issuing CA must chain to the (new) root
 
 
 def rotate(product: Product, role: KeyRole) -> tuple[KeyInfo, KeyInfo]:

@@ -195,6 +195,40 @@ def _write_pem(path: Path, pem: bytes) -> None:
     atomic_write(path, pem, mode=0o644)
 
 
+def issue_root_certificate(product: Product) -> x509.Certificate:
+    """A self-signed root CA certificate for the active root-ca key, written to the PKI directory."""
+    model = product.context.model
+    handle = product.keys.unlock(product.keys.active(KeyRole.ROOT_CA).name)
+    cert = create_root_ca(
+        handle,
+        f"{model.product.name} Root CA",
+        model.product.manufacturer,
+        model.root_of_trust.root_ca_validity_years * 365,
+        now=product.clock(),
+    )
+    _write_pem(product.pki_dir / ROOT_CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
+    return cert
+
+
+def issue_issuing_certificate(product: Product, root_cert: x509.Certificate) -> x509.Certificate:
+    """The issuing CA certificate for the active issuing-ca key, signed by the active root key."""
+    model = product.context.model
+    root_handle = product.keys.unlock(product.keys.active(KeyRole.ROOT_CA).name)
+    issuing = product.keys.unlock(product.keys.active(KeyRole.ISSUING_CA).name)
+    cert = issue_intermediate_ca(
+        root_handle,
+        root_cert,
+        issuing.public_key(),
+        f"{model.product.name} Device Issuing CA",
+        model.product.manufacturer,
+        model.root_of_trust.issuing_ca_validity_years * 365,
+        path_length=0,
+        now=product.clock(),
+    )
+    _write_pem(product.pki_dir / ISSUING_CA_CERT, cert.public_bytes(serialization.Encoding.PEM))
+    return cert
+
+
 def create_product(
     directory: Path,
     product_name: str,
@@ -240,37 +274,13 @@ def create_product(
             created.append(store.create(role, algorithm, domain=domain))
         step("root and issuing CA certificates")
         model = loaded.model
-        root_handle = store.unlock(store.active(KeyRole.ROOT_CA).name)
-        root_cert = create_root_ca(
-            root_handle,
-            f"{model.product.name} Root CA",
-            model.product.manufacturer,
-            model.root_of_trust.root_ca_validity_years * 365,
-            now=now,
-        )
+        root_cert = issue_root_certificate(product)
+        issuing_cert = issue_issuing_certificate(product, root_cert)
         issuing_handle = store.unlock(store.active(KeyRole.ISSUING_CA).name)
-        issuing_cert = issue_intermediate_ca(
-            root_handle,
-            root_cert,
-            issuing_handle.public_key(),
-            f"{model.product.name} Device Issuing CA",
-            model.product.manufacturer,
-            model.root_of_trust.issuing_ca_validity_years * 365,
-            path_length=0,
-            now=now,
-        )
         crl = issue_crl(
-            issuing_handle,
-            issuing_cert,
-            [],
-            this_update=now,
-            next_update=now + timedelta(days=30),
-            crl_number=1,
+            issuing_handle, issuing_cert, [], this_update=now, next_update=now + timedelta(days=30), crl_number=1
         )
-        pki_dir = state_dir / "pki"
-        _write_pem(pki_dir / ROOT_CA_CERT, root_cert.public_bytes(serialization.Encoding.PEM))
-        _write_pem(pki_dir / ISSUING_CA_CERT, issuing_cert.public_bytes(serialization.Encoding.PEM))
-        _write_pem(pki_dir / ISSUING_CA_CRL, crl.public_bytes(serialization.Encoding.PEM))
+        _write_pem(state_dir / "pki" / ISSUING_CA_CRL, crl.public_bytes(serialization.Encoding.PEM))
         step("evidence")
         for info in created:
             product.record(

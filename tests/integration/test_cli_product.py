@@ -281,3 +281,22 @@ def test_demo_runs_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.Captu
     code, _, err = run(capsys, "demo", "--dir", str(other), "--replace")
     assert code == 1 and "not a trustroot demo" in err
     assert (other / "file.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("role", ["issuing-ca", "root-ca"])
+def test_rotating_a_ca_reissues_a_valid_chain(product_dir: Path, role: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime
+
+    from trustroot.pki.certificates import load_pem_certificate, validate_chain
+
+    pki = product_dir / ".trustroot" / "pki"
+    old_root = (pki / "root-ca.pem").read_bytes()
+    old_issuing = load_pem_certificate(pki / "issuing-ca.pem")
+    code, _, err = run(capsys, "keys", "rotate", role, "--context", str(product_dir))
+    assert code == 0, err
+    root = load_pem_certificate(pki / "root-ca.pem")
+    issuing = load_pem_certificate(pki / "issuing-ca.pem")
+    assert issuing.public_key() != old_issuing.public_key() or role == "root-ca"
+    assert validate_chain(issuing, [], [root], now=datetime.now(UTC))[0] == issuing
+    assert ((pki / "root-ca.pem").read_bytes() != old_root) == (role == "root-ca")
+    assert list(pki.glob("issuing-ca.retired-*.pem"))

@@ -14,6 +14,7 @@ a user sees every problem with its provision rather than only the first.
 from __future__ import annotations
 
 import re
+import typing
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -65,21 +66,7 @@ Metric = Literal[
     "memory_percent",
     "update_auth_failures",
 ]
-ALL_METRICS: tuple[Metric, ...] = (
-    "auth_failures",
-    "connection_attempts",
-    "bytes_in",
-    "bytes_out",
-    "messages_in",
-    "messages_out",
-    "message_size_max",
-    "listening_ports",
-    "destinations",
-    "firmware_version",
-    "cpu_percent",
-    "memory_percent",
-    "update_auth_failures",
-)
+ALL_METRICS: tuple[Metric, ...] = typing.get_args(Metric)
 Engine = Literal["cppcheck", "clang-tidy", "flawfinder", "semgrep", "detect-secrets", "unblob", "trustroot"]
 ALL_ENGINES: tuple[Engine, ...] = (
     "cppcheck",

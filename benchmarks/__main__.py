@@ -1,0 +1,29 @@
+"""Run every benchmark and print its comparison tables: ``python -m benchmarks [NAME ...]``.
+
+Each benchmark module has ``main(argv) -> str`` returning Markdown tables that compare trustroot
+with the named baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["image_bench", "provision_bench"]
+
+
+def main(argv: list[str]) -> int:
+    names = argv or BENCHMARKS
+    for name in names:
+        if name not in BENCHMARKS:
+            sys.stderr.write(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}\n")
+            return 2
+    for name in names:
+        module = importlib.import_module(f"benchmarks.{name}")
+        sys.stdout.write(module.main([]) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
