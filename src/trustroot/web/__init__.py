@@ -1,0 +1,1 @@
+"""The one ASGI application: the fleet API and (later) the web console."""

@@ -1,0 +1,31 @@
+"""Assemble the one ASGI application served by ``trustroot serve``.
+
+The fleet API comes from ``trustroot.fleet.api``; the console joins it in a later capability.
+One OpenAPI document covers every route.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from trustroot import __version__
+from trustroot.fleet.api import routers
+from trustroot.fleet.service import FleetService
+
+__all__ = ["create_app"]
+
+
+def create_app(service: FleetService) -> FastAPI:
+    """The application serving ``service``."""
+    app = FastAPI(
+        title="trustroot fleet service",
+        version=__version__,
+        description="Devices, signed updates over TUF, rollouts, ownership and personal data, disclosure intake.",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.fleet = service
+    for router in routers():
+        app.include_router(router)
+    return app
