@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,18 +26,22 @@ class Run:
 
 
 def run_process(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> Run:
-    """Run ``argv`` and measure its wall time and peak RSS (wait4's ru_maxrss)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err.strip()[:400]}")
-    if proc.stderr:
-        proc.stderr.close()
-    return Run(seconds, usage.ru_maxrss / 1024, proc.returncode)
+    """Run ``argv``; measure its wall time and its own peak RSS.
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``), which forks the command from a tiny
+    process: ``wait4`` on a child of this (large) Python process would count the pages it shared
+    with us before ``exec``.
+    """
+    with tempfile.NamedTemporaryFile(prefix="rss-", suffix=".txt") as rss:
+        wrapped = ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *argv]
+        start = time.perf_counter()
+        proc = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace")
+            raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err.strip()[:400]}")
+        peak_kib = int(Path(rss.name).read_text().split()[-1])
+    return Run(seconds, peak_kib / 1024, proc.returncode)
 
 
 def best_of(runs: int, fn: Callable[[], Run]) -> Run:

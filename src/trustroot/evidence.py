@@ -130,6 +130,7 @@ EVIDENCE_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "batch.authorized": "a production batch was authorized",
         "batch.opened": "a production batch was opened at a station",
         "batch.closed": "a production batch was closed",
+        "batch.imported": "a closed batch's signed manifest was imported into the fleet and its devices registered",
         "device.revoked": "a device identity was revoked",
         "release.published": "a signed release was published for the fleet",
         "rollout.changed": "a staged rollout was started, advanced, paused or stopped",

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from conftest_postgres import *  # noqa: F403  (PostgreSQL and store fixtures)
 
 from trustroot.errors import TokenError
 from trustroot.keys._softhsm import (

@@ -1,4 +1,8 @@
-"""The Typer application: command groups ``trustroot <group> <verb>`` and top-level verbs."""
+"""The Typer application: command groups ``trustroot <group> <verb>`` and top-level verbs.
+
+``trustroot image sign|verify|info`` are dispatched by ``cli/main.py`` to a lean argparse path
+before this module is imported; the ``image`` group here lists them for ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,21 @@ __all__ = ["build_app"]
 def build_app() -> typer.Typer:
     """Assemble the CLI (imported only when a command runs)."""
     from trustroot import __version__
-    from trustroot.cli import context_cmd, evidence_cmd, keys_cmd
-    from trustroot.cli._common import exit_code
+    from trustroot.cli import (
+        bootloader_cmd,
+        context_cmd,
+        evidence_cmd,
+        fleet_cmd,
+        image_cmd,
+        keys_cmd,
+        provision_cmd,
+        release_cmd,
+    )
+    from trustroot.cli._common import command, exit_code
     from trustroot.cli.demo_cmd import demo
     from trustroot.cli.doctor_cmd import doctor
     from trustroot.cli.init_cmd import init
+    from trustroot.cli.serve_cmd import serve
 
     app = typer.Typer(
         name="trustroot",
@@ -27,7 +41,16 @@ def build_app() -> typer.Typer:
     app.command("init")(exit_code(init))
     app.command("doctor")(exit_code(doctor))
     app.command("demo")(exit_code(demo))
+    app.command("serve")(exit_code(serve))
+    command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
+    image_app = image_cmd.typer_app()
+    command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
     app.add_typer(context_cmd.app, name="context")
     app.add_typer(keys_cmd.app, name="keys")
     app.add_typer(evidence_cmd.app, name="evidence")
+    app.add_typer(image_app, name="image")
+    app.add_typer(provision_cmd.app, name="provision")
+    app.add_typer(release_cmd.app, name="release")
+    app.add_typer(release_cmd.rollout_app, name="rollout")
+    app.add_typer(fleet_cmd.app, name="fleet")
     return app

@@ -41,6 +41,10 @@ def render_error(error: TrustrootError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) > 1 and args[0] == "image" and args[1] in ("sign", "verify", "info"):
+        from trustroot.cli.image_cmd import main as image_main  # argparse: no Typer, Rich or pydantic
+
+        return image_main(args[1:])
     from trustroot.cli.app import build_app
 
     try:

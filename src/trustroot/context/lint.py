@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+from trustroot._mcuboot import ALLOWED_ENCRYPTION_PAIRS
 from trustroot.context.common_passwords import is_common_password
 from trustroot.context.load import KeyPath, LoadedContext, format_path
 from trustroot.context.schema import SecurityContext
@@ -21,10 +22,6 @@ __all__ = ["ALLOWED_ENCRYPTION_PAIRS", "Finding", "lint"]
 
 Severity = Literal["error", "advice"]
 
-#: Signature / encryption pairs MCUboot's boot loader and imgtool accept together.
-ALLOWED_ENCRYPTION_PAIRS: frozenset[tuple[str, str]] = frozenset(
-    {("ecdsa-p256", "ecies-p256"), ("ed25519", "ecies-x25519")}
-)
 #: Hash algorithms MCUboot pairs with each signature algorithm.
 _HASH_FOR_SIGNATURE: dict[str, frozenset[str]] = {
     "ecdsa-p256": frozenset({"sha256"}),

@@ -13,7 +13,7 @@ from fastapi import APIRouter
 __all__ = ["FEATURE_MODULES", "routers"]
 
 #: Modules under trustroot.fleet.api that define a ``router``; a feature adds itself here.
-FEATURE_MODULES: tuple[str, ...] = ()
+FEATURE_MODULES: tuple[str, ...] = ("public", "device", "releases", "tuf", "operator_devices")
 
 
 def routers() -> list[APIRouter]:

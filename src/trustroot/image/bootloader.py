@@ -1,0 +1,583 @@
+"""Boot-loader configuration export: MCUboot's public key source, its Kconfig, and its one secret.
+
+What an MCUboot build needs from the product's root of trust, in the forms MCUboot's own tools
+produce (byte for byte what imgtool 2.5.0 prints, so either can make the files):
+
+=============================  ===============================================  =====================
+file                           content                                          imgtool equivalent
+=============================  ===============================================  =====================
+``<key>.pub.pem``              image-signing public key (SubjectPublicKeyInfo)  ``getpub -e pem``
+``mcuboot-pubkey.c`` / ``.rs``  the same key as MCUboot embeds it: SPKI DER     ``getpub --lang c``
+                               (PKCS#1 for RSA) in ``<alg>_pub_key[]``          (``--lang rust``)
+``mcuboot-pubkey-hash.c``      SHA-256 of those bytes, for ``MCUBOOT_HW_KEY``   ``getpubhash``
+``mcuboot.conf``               Kconfig fragment for the context's ``[boot]``    none
+(the boot-loader secret)       PKCS#8 DER of the image-encryption private key   ``getpriv [--minimal]``
+                               in ``enc_priv_key[]``, file mode 0600
+=============================  ===============================================  =====================
+
+Symbol names follow imgtool: ``ecdsa`` (P-256), ``ecdsap384``, ``ed25519``, ``rsa``, ``x25519``.
+
+**The boot-loader secret.** MCUboot decrypts an encrypted image with the encryption private key
+compiled into the boot loader, so that key must leave the key store in clear once per boot loader
+build. :func:`export_bootloader_secret` is the one sanctioned exception to "a private key is never
+written in clear" (docs/adr/0007-bootloader-secret-export.md): it refuses token keys (they cannot
+leave), asks the passphrase again through an uncached secret source and proves it unlocks the key
+file, never overwrites a file, writes mode 0600, logs a warning and records
+``bootloader.secret.exported`` evidence.
+
+**Kconfig.** :func:`kconfig_fragment` uses option names of MCUboot's Zephyr port (checked against
+``boot/zephyr/Kconfig`` of MCUboot v2.0.0 to v2.4.0): ``BOOT_SIGNATURE_TYPE_*``,
+``BOOT_SIGNATURE_KEY_FILE``, ``BOOT_VALIDATE_SLOT0``, ``BOOT_ENCRYPT_IMAGE`` (which selects the
+hidden ``BOOT_ENCRYPT_EC256`` / ``BOOT_ENCRYPT_X25519``), ``BOOT_ENCRYPT_ALG_AES_256`` (v2.3.0+),
+``BOOT_IMG_HASH_ALG_SHA512`` (v2.2.0+), ``BOOT_SWAP_USING_MOVE`` / ``BOOT_UPGRADE_ONLY`` and the
+downgrade-prevention choice, whose two members exclude each other: ``MCUBOOT_DOWNGRADE_PREVENTION``
+(+ ``MCUBOOT_DOWNGRADE_PREVENTION_SECURITY_COUNTER`` in swap modes) or
+``MCUBOOT_HW_DOWNGRADE_PREVENTION``. ``BOOT_ENCRYPTION_KEY_FILE`` is set empty, so MCUboot never
+builds in its public sample key: the exported secret's C file is compiled in instead.
+
+Errors::
+
+    UsageError              a key or algorithm MCUboot cannot take here; an output file exists
+    PolicyRefusal           unsigned images (EN 303 645 provision 5.3-10)
+    StateError              the key store disagrees with the context's [boot] choices
+    KeyNotExtractableError  the image-encryption key is on a PKCS#11 token (or marked non-extractable)
+    WrongSecretError        the passphrase asked again does not unlock the key file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+from trustroot import _der
+from trustroot._fsutil import atomic_write
+from trustroot.errors import KeyNotExtractableError, KeyStateError, PolicyRefusal, StateError, UsageError
+from trustroot.image.encryption import check_encryption_pair
+from trustroot.keys._interface import Algorithm, KeyInfo, KeyRole, KeyStatus
+from trustroot.keys.passphrase import SecretKind, SecretSource, env_or_prompt
+
+if TYPE_CHECKING:
+    from trustroot.context.load import LoadedContext
+    from trustroot.product import Product
+
+__all__ = [
+    "AUTOGEN_LINE",
+    "KCONFIG_FILE",
+    "KCONFIG_SYMBOLS",
+    "PUBLIC_KEY_C_FILE",
+    "PUBLIC_KEY_HASH_C_FILE",
+    "PUBLIC_KEY_RUST_FILE",
+    "BootloaderConfig",
+    "DowngradePrevention",
+    "SecretExport",
+    "export_bootloader_secret",
+    "kconfig_fragment",
+    "mcuboot_public_bytes",
+    "private_key_c",
+    "public_key_c",
+    "public_key_hash",
+    "public_key_hash_c",
+    "public_key_rust",
+    "symbol_prefix",
+    "write_bootloader_config",
+]
+
+_log = logging.getLogger(__name__)
+
+#: The first line of every C or Rust file imgtool emits (kept, so the files are byte-identical).
+AUTOGEN_LINE: Final = "/* Autogenerated by imgtool.py, do not edit. */"
+PUBLIC_KEY_C_FILE: Final = "mcuboot-pubkey.c"
+PUBLIC_KEY_RUST_FILE: Final = "mcuboot-pubkey.rs"
+PUBLIC_KEY_HASH_C_FILE: Final = "mcuboot-pubkey-hash.c"
+KCONFIG_FILE: Final = "mcuboot.conf"
+
+#: Every Kconfig symbol :func:`kconfig_fragment` may write, each checked to exist in MCUboot's
+#: ``boot/zephyr/Kconfig`` (v2.0.0 to v2.4.0 unless noted in the fragment).
+KCONFIG_SYMBOLS: Final = frozenset(
+    {
+        "BOOT_SIGNATURE_TYPE_ECDSA_P256",
+        "BOOT_SIGNATURE_TYPE_ED25519",
+        "BOOT_SIGNATURE_TYPE_RSA",
+        "BOOT_SIGNATURE_TYPE_RSA_LEN",
+        "BOOT_SIGNATURE_KEY_FILE",
+        "BOOT_VALIDATE_SLOT0",
+        "BOOT_IMG_HASH_ALG_SHA512",
+        "BOOT_ENCRYPT_IMAGE",
+        "BOOT_ENCRYPT_ALG_AES_256",
+        "BOOT_ENCRYPTION_KEY_FILE",
+        "BOOT_SWAP_USING_MOVE",
+        "BOOT_UPGRADE_ONLY",
+        "MCUBOOT_DOWNGRADE_PREVENTION",
+        "MCUBOOT_DOWNGRADE_PREVENTION_SECURITY_COUNTER",
+        "MCUBOOT_HW_DOWNGRADE_PREVENTION",
+    }
+)
+
+#: ``software``: MCUboot compares the new image with the running one (security counters in swap
+#: modes, versions in overwrite mode); ``hardware``: against a monotonic counter the platform keeps
+#: (``boot_nv_security_counter_*`` must be implemented for the board).
+DowngradePrevention = Literal["software", "hardware"]
+
+_SECRET_FILE_MODE: Final = 0o600
+_PUBLIC_FILE_MODE: Final = 0o644
+_BYTES_PER_LINE: Final = 8
+_INDENT: Final = "    "
+_EC_PUBLIC_KEY_OID: Final = "1.2.840.10045.2.1"
+_PRIME256V1_OID: Final = "1.2.840.10045.3.1.7"
+_SUFFIX = re.compile(r"[A-Za-z0-9_]{0,32}")
+
+
+# --- C and Rust, as imgtool prints them --------------------------------------------------------------
+
+
+def _array_lines(data: bytes) -> str:
+    """The byte list: eight ``0xNN,`` per line, each line indented by four spaces."""
+    out = []
+    for count, byte in enumerate(data):
+        out.append(("\n" + _INDENT) if count % _BYTES_PER_LINE == 0 else " ")
+        out.append(f"0x{byte:02x},")
+    return "".join(out)
+
+
+def _emit(header: str, trailer: str, data: bytes, length_line: str | None) -> str:
+    text = f"{AUTOGEN_LINE}\n{header}{_array_lines(data)}\n{trailer}\n"
+    if length_line is not None:
+        text += f"{length_line}\n"
+    return text
+
+
+def _checked_suffix(name_suffix: str) -> str:
+    if _SUFFIX.fullmatch(name_suffix) is None:
+        raise UsageError(f"symbol name suffix {name_suffix!r}: use up to 32 of A-Z, a-z, 0-9 and '_'")
+    return name_suffix
+
+
+def symbol_prefix(public_key: PublicKeyTypes) -> str:
+    """imgtool's short name of a key: ``ecdsa``, ``ecdsap384``, ``ed25519``, ``rsa`` or ``x25519``."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if isinstance(public_key.curve, ec.SECP256R1):
+            return "ecdsa"
+        if isinstance(public_key.curve, ec.SECP384R1):
+            return "ecdsap384"
+    elif isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa"
+    elif isinstance(public_key, x25519.X25519PublicKey):
+        return "x25519"
+    raise UsageError(f"MCUboot has no key of the kind {type(public_key).__name__.removeprefix('_')}")
+
+
+def mcuboot_public_bytes(public_key: PublicKeyTypes) -> bytes:
+    """The bytes MCUboot embeds for a public key: SubjectPublicKeyInfo DER, PKCS#1 DER for RSA."""
+    symbol_prefix(public_key)  # refuses kinds MCUboot has no use for
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_hash(public_key: PublicKeyTypes) -> bytes:
+    """SHA-256 of :func:`mcuboot_public_bytes`: what ``imgtool getpubhash`` prints and a HW key slot holds.
+
+    (The KEYHASH TLV of an image uses the image's hash algorithm; for SHA-256 images it is this.)
+    """
+    return hashlib.sha256(mcuboot_public_bytes(public_key)).digest()
+
+
+def public_key_c(public_key: PublicKeyTypes, *, name_suffix: str = "") -> str:
+    """C source of the image-signing public key, byte-identical to ``imgtool getpub --lang c``."""
+    name = f"{symbol_prefix(public_key)}_pub_key{_checked_suffix(name_suffix)}"
+    data = mcuboot_public_bytes(public_key)
+    return _emit(f"const unsigned char {name}[] = {{", "};", data, f"const unsigned int {name}_len = {len(data)};")
+
+
+def public_key_rust(public_key: PublicKeyTypes, *, name_suffix: str = "") -> str:
+    """Rust source of the public key, byte-identical to ``imgtool getpub --lang rust``."""
+    name = f"{symbol_prefix(public_key).upper()}_PUB_KEY{_checked_suffix(name_suffix).upper()}"
+    return _emit(f"static {name}: &[u8] = &[", "];", mcuboot_public_bytes(public_key), None)
+
+
+def public_key_hash_c(public_key: PublicKeyTypes, *, name_suffix: str = "") -> str:
+    """C source of the key hash (``MCUBOOT_HW_KEY``), byte-identical to ``imgtool getpubhash``."""
+    name = f"{symbol_prefix(public_key)}_pub_key_hash{_checked_suffix(name_suffix)}"
+    digest = public_key_hash(public_key)
+    return _emit(f"const unsigned char {name}[] = {{", "};", digest, f"const unsigned int {name}_len = {len(digest)};")
+
+
+def _minimal_p256(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """PKCS#8 of a P-256 key without the optional public key: what ``imgtool getpriv --minimal`` prints."""
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    ec_private_key = _der.sequence(_der.integer(1), _der.octet_string(scalar))
+    return _der.sequence(
+        _der.integer(0),
+        _der.sequence(_der.oid(_EC_PUBLIC_KEY_OID), _der.oid(_PRIME256V1_OID)),
+        _der.octet_string(ec_private_key),
+    )
+
+
+def private_key_c(private_key: PrivateKeyTypes, *, minimal: bool = False) -> str:
+    """C source of an image-encryption private key, byte-identical to ``imgtool getpriv``.
+
+    The bytes are PKCS#8 DER (``enc_priv_key[]``, ``enc_priv_key_len``). ``minimal`` drops the
+    optional public key of a P-256 key (71 bytes less flash; MCUboot parses both); imgtool ignores
+    it for X25519 keys, and so does this function.
+    """
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(private_key.curve, ec.SECP256R1):
+        der = (
+            _minimal_p256(private_key)
+            if minimal
+            else private_key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    elif isinstance(private_key, x25519.X25519PrivateKey):
+        der = private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    else:
+        raise UsageError(
+            "the boot loader decrypts with an ecies-p256 (P-256) or ecies-x25519 key only, "
+            f"not {type(private_key).__name__.removeprefix('_')}"
+        )
+    return _emit(
+        "const unsigned char enc_priv_key[] = {", "};", der, f"const unsigned int enc_priv_key_len = {len(der)};"
+    )
+
+
+# --- Kconfig ------------------------------------------------------------------------------------------
+
+
+def _comment_safe(text: str) -> str:
+    """``text`` on one line for a comment: control characters become spaces."""
+    return "".join(" " if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text).strip()
+
+
+def _kconfig_string(value: str, what: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise UsageError(f"{what} {value!r}: control characters cannot go into a Kconfig string")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_SIGNATURE_LINES: Final[dict[str, tuple[str, list[str]]]] = {
+    "ecdsa-p256": ("ECDSA P-256", ["CONFIG_BOOT_SIGNATURE_TYPE_ECDSA_P256=y"]),
+    "ed25519": ("Ed25519", ["CONFIG_BOOT_SIGNATURE_TYPE_ED25519=y"]),
+    "rsa-3072": (
+        "RSA-3072 (RSASSA-PSS)",
+        ["CONFIG_BOOT_SIGNATURE_TYPE_RSA=y", "CONFIG_BOOT_SIGNATURE_TYPE_RSA_LEN=3072"],
+    ),
+}
+
+
+def _signature_section(signature: str, hash_name: str, key_file: str) -> list[str]:
+    if signature == "none":
+        raise PolicyRefusal(
+            "the context's [boot] signature is 'none': a boot loader that checks no signature is not exported",
+            provision="5.3-10",
+            hint='set [boot] signature = "ecdsa-p256" (or "ed25519", "rsa-3072")',
+        )
+    if signature not in _SIGNATURE_LINES:
+        raise UsageError(
+            f"MCUboot's Zephyr port has no Kconfig signature type for {signature} "
+            "(it offers ECDSA_P256, ED25519 and RSA)",
+            hint='use [boot] signature = "ecdsa-p256", "ed25519" or "rsa-3072" for a Zephyr MCUboot',
+        )
+    title, lines = _SIGNATURE_LINES[signature]
+    out = ["", f"# Image signature: {title}, image hash {hash_name.upper()}", *lines]
+    if hash_name == "sha512":
+        out += ["# (BOOT_IMG_HASH_ALG_SHA512: MCUboot v2.2.0 or later)", "CONFIG_BOOT_IMG_HASH_ALG_SHA512=y"]
+    out += [
+        "# The public key MCUboot builds in (its build runs 'imgtool getpub' on this file)",
+        f"CONFIG_BOOT_SIGNATURE_KEY_FILE={_kconfig_string(key_file, 'signature key file')}",
+        "# Check the primary slot's signature at every boot, not only at an upgrade",
+        "CONFIG_BOOT_VALIDATE_SLOT0=y",
+    ]
+    return out
+
+
+def _encryption_section(signature: str, encryption: str, key_bits: int) -> list[str]:
+    if encryption == "none":
+        return ["", '# Image encryption: none ([boot] encryption = "none")']
+    check_encryption_pair(signature, encryption)
+    hidden = "BOOT_ENCRYPT_EC256" if encryption == "ecies-p256" else "BOOT_ENCRYPT_X25519"
+    out = [
+        "",
+        f"# Image encryption: {encryption.upper()} key transport, AES-{key_bits}-CTR",
+        f"# (BOOT_ENCRYPT_IMAGE selects the hidden {hidden} for these signatures)",
+        "CONFIG_BOOT_ENCRYPT_IMAGE=y",
+    ]
+    if key_bits == 256:
+        out += ["# (BOOT_ENCRYPT_ALG_AES_256: MCUboot v2.3.0 or later)", "CONFIG_BOOT_ENCRYPT_ALG_AES_256=y"]
+    else:
+        out.append("# AES-128 is MCUboot's default algorithm (BOOT_ENCRYPT_ALG_AES_128)")
+    out += [
+        "# The decryption key comes from the C file 'trustroot keys export-bootloader-secret' writes:",
+        "# compile it into the boot loader. The empty name stops MCUboot building in its public sample key.",
+        'CONFIG_BOOT_ENCRYPTION_KEY_FILE=""',
+    ]
+    return out
+
+
+def _upgrade_section(upgrade_mode: str, anti_rollback: bool, prevention: DowngradePrevention) -> list[str]:
+    if upgrade_mode == "swap":
+        out = [
+            "",
+            "# Upgrades swap the slots (swap using move), so a failed test boot reverts",
+            "CONFIG_BOOT_SWAP_USING_MOVE=y",
+        ]
+    else:
+        out = ["", "# Upgrades overwrite the primary slot (no revert)", "CONFIG_BOOT_UPGRADE_ONLY=y"]
+    if not anti_rollback:
+        return [*out, "", "# Anti-rollback: off in the context ([boot] anti_rollback = false); no downgrade prevention"]
+    if prevention == "hardware":
+        return [
+            *out,
+            "",
+            "# Anti-rollback: an image's security counter must not be below the platform's monotonic counter;",
+            "# the board must implement boot_nv_security_counter_*() (bootutil/security_cnt.h)",
+            "CONFIG_MCUBOOT_HW_DOWNGRADE_PREVENTION=y",
+        ]
+    out += ["", "# Anti-rollback: MCUboot refuses an upgrade older than the running image"]
+    if upgrade_mode == "swap":
+        return [
+            *out,
+            "# (compared by security counter: the image's SEC_CNT TLV)",
+            "CONFIG_MCUBOOT_DOWNGRADE_PREVENTION=y",
+            "CONFIG_MCUBOOT_DOWNGRADE_PREVENTION_SECURITY_COUNTER=y",
+        ]
+    return [
+        *out,
+        "# (compared by version: MCUboot uses security counters for this only in swap modes;",
+        "#  choose hardware downgrade prevention to enforce them when overwriting)",
+        "CONFIG_MCUBOOT_DOWNGRADE_PREVENTION=y",
+    ]
+
+
+def kconfig_fragment(
+    context: LoadedContext,
+    *,
+    signature_key_file: str,
+    signing_key: KeyInfo | None = None,
+    downgrade_prevention: DowngradePrevention = "software",
+) -> str:
+    """The MCUboot (Zephyr) Kconfig fragment for the context's ``[boot]`` choices.
+
+    ``signature_key_file`` is the public key PEM MCUboot's build reads (an absolute path, or one
+    relative to the boot loader's configuration directory). The header names the product, the
+    context file (path and SHA-256) and, if given, the signing key. No time stamp: the same inputs
+    give the same bytes.
+    """
+    if downgrade_prevention not in ("software", "hardware"):
+        raise UsageError(f"downgrade prevention {downgrade_prevention!r}: use 'software' or 'hardware'")
+    model = context.model
+    boot = model.boot
+    digest = hashlib.sha256(context.text.encode("utf-8")).hexdigest()
+    lines = [
+        f"# MCUboot configuration for {_comment_safe(model.product.name)} "
+        f"({_comment_safe(model.product.manufacturer)}, model {_comment_safe(model.product.model)})",
+        "# Made by trustroot from the Security Context",
+        f"#   {_comment_safe(str(context.path))}",
+        f"#   sha256 {digest}",
+        f'#   [boot] signature = "{boot.signature}", hash = "{boot.hash}", encryption = "{boot.encryption}"'
+        + (f" ({boot.encryption_key_bits}-bit AES)" if boot.encryption != "none" else ""),
+        f'#          upgrade_mode = "{boot.upgrade_mode}", anti_rollback = {str(boot.anti_rollback).lower()}',
+    ]
+    if signing_key is not None:
+        lines.append(f"#   image-signing key {signing_key.name}, fingerprint {signing_key.fingerprint}")
+    lines += [
+        "# For MCUboot v2.0.0 or later (Zephyr port). Add it to the boot loader's configuration,",
+        "# e.g. west build ... -Dmcuboot_EXTRA_CONF_FILE=/path/to/mcuboot.conf (sysbuild).",
+    ]
+    lines += _signature_section(boot.signature, boot.hash, signature_key_file)
+    lines += _encryption_section(boot.signature, boot.encryption, boot.encryption_key_bits)
+    lines += _upgrade_section(boot.upgrade_mode, boot.anti_rollback, downgrade_prevention)
+    for line in lines:
+        if line.startswith("CONFIG_"):
+            symbol = line.removeprefix("CONFIG_").split("=", 1)[0]
+            if symbol not in KCONFIG_SYMBOLS:  # pragma: no cover - a typo in this module
+                raise AssertionError(f"{symbol} is not a known MCUboot Kconfig symbol")
+    return "\n".join(lines) + "\n"
+
+
+# --- the product's boot loader files ------------------------------------------------------------------
+
+
+def _active_key(product: Product, role: KeyRole, expected: str) -> KeyInfo:
+    info = product.keys.active(role)
+    if info.algorithm.value != expected:
+        raise StateError(
+            f"the active {role.value} key '{info.name}' is {info.algorithm.value}, "
+            f"but the context's [boot] asks for {expected}",
+            hint=f"rotate the key to {expected}, or change [boot] in {product.context.path.name}",
+        )
+    return info
+
+
+@dataclass(frozen=True)
+class BootloaderConfig:
+    """What :func:`write_bootloader_config` wrote."""
+
+    public_key_pem: Path
+    public_key_source: Path
+    public_key_hash_source: Path | None
+    kconfig: Path
+    signing_key: KeyInfo
+
+    @property
+    def files(self) -> list[Path]:
+        found = [self.public_key_pem, self.public_key_source, self.public_key_hash_source, self.kconfig]
+        return [path for path in found if path is not None]
+
+
+def write_bootloader_config(
+    product: Product,
+    out_dir: Path,
+    *,
+    lang: Literal["c", "rust"] = "c",
+    downgrade_prevention: DowngradePrevention = "software",
+) -> BootloaderConfig:
+    """Write the boot loader's public files for the product into ``out_dir`` (nothing secret).
+
+    The image-signing public key as PEM, as C (or Rust) source, its hash as C source (for
+    ``MCUBOOT_HW_KEY``; C only), and the Kconfig fragment pointing at the PEM by absolute path.
+    Files are replaced atomically: they derive from the key store and the context alone.
+    """
+    if lang not in ("c", "rust"):
+        raise UsageError(f"--lang {lang!r}: use c or rust")
+    boot = product.context.model.boot
+    if boot.signature == "none":
+        _signature_section("none", boot.hash, "")  # raises the refusal
+    signing = _active_key(product, KeyRole.FIRMWARE_SIGNING, boot.signature)
+    if boot.encryption != "none":
+        _active_key(product, KeyRole.IMAGE_ENCRYPTION, boot.encryption)
+    public_key = product.keys.public_key(signing.name)
+    out_dir = Path(out_dir).resolve()
+    pem_path = out_dir / f"{signing.name}.pub.pem"
+    kconfig = kconfig_fragment(
+        product.context,
+        signature_key_file=str(pem_path),
+        signing_key=signing,
+        downgrade_prevention=downgrade_prevention,
+    )
+    source_path = out_dir / (PUBLIC_KEY_C_FILE if lang == "c" else PUBLIC_KEY_RUST_FILE)
+    source = public_key_c(public_key) if lang == "c" else public_key_rust(public_key)
+    hash_path = out_dir / PUBLIC_KEY_HASH_C_FILE if lang == "c" else None
+    kconfig_path = out_dir / KCONFIG_FILE
+    atomic_write(pem_path, product.keys.export_public_pem(signing.name), mode=_PUBLIC_FILE_MODE)
+    atomic_write(source_path, source.encode("ascii"), mode=_PUBLIC_FILE_MODE)
+    if hash_path is not None:
+        atomic_write(hash_path, public_key_hash_c(public_key).encode("ascii"), mode=_PUBLIC_FILE_MODE)
+    atomic_write(kconfig_path, kconfig.encode("utf-8"), mode=_PUBLIC_FILE_MODE)
+    return BootloaderConfig(pem_path, source_path, hash_path, kconfig_path, signing)
+
+
+@dataclass(frozen=True)
+class SecretExport:
+    """What :func:`export_bootloader_secret` wrote (never the key)."""
+
+    path: Path
+    key: KeyInfo
+    size: int
+
+
+def _single_answer(kind: SecretKind, answer: str) -> SecretSource:
+    def source(asked: SecretKind, confirm: bool = False) -> str:
+        if asked != kind or confirm:  # pragma: no cover - the file backend only unlocks here
+            raise UsageError("the boot loader export asks for one passphrase only")
+        return answer
+
+    return source
+
+
+def _refuse_existing(out_path: Path) -> None:
+    if out_path.exists() or out_path.is_symlink():
+        raise UsageError(
+            f"{out_path} exists already; the boot loader secret is never written over a file",
+            hint="choose a new --out file (and delete the old copy once the boot loader is built)",
+        )
+
+
+def export_bootloader_secret(
+    product: Product,
+    out_path: Path,
+    *,
+    key_name: str | None = None,
+    secrets: SecretSource = env_or_prompt,
+    minimal: bool = False,
+    on_asking: Callable[[], None] | None = None,
+) -> SecretExport:
+    """Write the image-encryption private key in clear, as C source for the boot loader build.
+
+    The sanctioned exception to "never in clear" (ADR 0007). ``key_name`` defaults to the active
+    ``image-encryption`` key. ``secrets`` must be the product's *uncached* secret source (the
+    default, :func:`~trustroot.keys.passphrase.env_or_prompt`, is what ``open_product`` uses): the
+    passphrase is asked again here and must unlock the key file, even if the process unlocked the
+    key before. The file is ``imgtool getpriv`` output, byte for byte, mode 0600, never written over
+    an existing file; a ``bootloader.secret.exported`` evidence record follows (if that fails, the
+    file is removed again).
+    """
+    from trustroot.keys.filestore import FileBackend
+
+    out_path = Path(out_path)
+    _refuse_existing(out_path)
+    info = product.keys.get(key_name) if key_name else product.keys.active(KeyRole.IMAGE_ENCRYPTION)
+    if info.role is not KeyRole.IMAGE_ENCRYPTION or info.algorithm not in (
+        Algorithm.ECIES_P256,
+        Algorithm.ECIES_X25519,
+    ):
+        raise KeyStateError(
+            f"key '{info.name}' ({info.role.value}, {info.algorithm.value}) is not an image-encryption key; "
+            "only the boot loader's ecies-p256 or ecies-x25519 key is ever exported"
+        )
+    if info.status is KeyStatus.REVOKED:
+        raise KeyStateError(f"key '{info.name}' is revoked: it never goes into a boot loader again")
+    if info.backend == "pkcs11":
+        raise KeyNotExtractableError(
+            f"key '{info.name}' lives on the PKCS#11 token as a sensitive, non-extractable key: "
+            "it cannot be exported for the boot loader",
+            provision="5.4-1",
+            hint="MCUboot compiles its decryption key in, so a boot loader key must be made in the file backend",
+        )
+    if on_asking is not None:
+        on_asking()
+    passphrase = secrets(info.passphrase_domain, False)  # asked again: never the cached answer
+    backend = FileBackend(product.keys.directory, _single_answer(info.passphrase_domain, passphrase))
+    der = backend.export_private_der(info)  # WrongSecretError unless this passphrase unlocks the file
+    private_key = serialization.load_der_private_key(der, password=None)
+    text = private_key_c(private_key, minimal=minimal).encode("ascii")
+    try:
+        atomic_write(out_path, text, mode=_SECRET_FILE_MODE, exclusive=True)
+    except FileExistsError:
+        _refuse_existing(out_path)
+        raise
+    _log.warning(
+        "the image-encryption private key '%s' was written IN CLEAR to %s for a boot loader build; "
+        "delete it once the boot loader is built",
+        info.name,
+        out_path,
+    )
+    try:
+        product.record(
+            "bootloader.secret.exported",
+            info.name,
+            {
+                "key": info.name,
+                "algorithm": info.algorithm.value,
+                "fingerprint": info.fingerprint,
+                "file": out_path.name,
+                "format": "imgtool-getpriv-c-minimal" if minimal else "imgtool-getpriv-c",
+                "bytes": len(text),
+            },
+        )
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    return SecretExport(out_path, info, len(text))
