@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
-from trustroot.errors import TrustrootError
+from trustroot.errors import ImageError, ImageFormatError, ImageVerificationError
 
 __all__ = [
     "ALLOWED_ENCRYPTION_PAIRS",
@@ -102,18 +102,6 @@ ALLOWED_ENCRYPTION_PAIRS: frozenset[tuple[str, str]] = frozenset(
 )
 
 # --- errors ----------------------------------------------------------------------------------------
-
-
-class ImageError(TrustrootError):
-    """Base of every refusal of a firmware image."""
-
-
-class ImageFormatError(ImageError):
-    """The bytes are not a well-formed MCUboot image; the message names what is wrong, in one line."""
-
-
-class ImageVerificationError(ImageError):
-    """An image does not verify: the one error of ``verify_image``, with the reason in one line."""
 
 
 # --- constants -------------------------------------------------------------------------------------

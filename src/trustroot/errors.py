@@ -9,6 +9,8 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     TrustrootError
     ├── UnreadableInputError          a file or token cannot be opened or read at all (CLI exit 2)
     ├── UsageError                    wrong arguments or options (CLI exit 2)
+    │   ├── SerialError               a malformed device serial
+    │   └── ClaimCodeError            a malformed owner claim code
     ├── ContextError                  security-context.toml is malformed or violates the schema
     │   └── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
     ├── KeyStoreError                 key store failures
@@ -22,22 +24,43 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   ├── InvalidSignature          a signature does not verify under the key
     │   └── BackupError               backup, shares or restore refused
     ├── PKIError                      certificate issuance and chain validation
-    │   └── ChainValidationError
+    │   ├── ChainValidationError
+    │   └── CsrError                  a certificate signing request was refused
     ├── EvidenceError                 evidence log failures
     │   └── EvidenceChainError        an edited, removed or reordered record, or a bad checkpoint
     ├── PolicyRefusal                 an action that would break an EN 303 645 provision
+    ├── ImageError                    firmware images
+    │   ├── ImageFormatError          not a well-formed MCUboot image (HexFileError: a bad Intel HEX file)
+    │   └── ImageVerificationError    an image does not verify (the one error of verify_image)
+    ├── ImageDecryptionError          an encrypted image's key TLV does not open (one message: no oracle)
+    ├── BootError                     the boot-manager model refused an operation
+    │   ├── FlashError                simulated flash misused (a caller's bug)
+    │   └── InvalidImageError         (boot/errors.py) an image failed boot-time verification
+    ├── PasswordMismatchError         a device password does not match its verifier
+    ├── BundleError                   a device bundle does not open (one message: no oracle)
     └── StateError                    product state on disk is inconsistent or already exists
+        └── DeviceDirectoryError      a device directory is incomplete or malformed
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BackupError",
+    "BootError",
+    "BundleError",
     "ChainValidationError",
+    "ClaimCodeError",
     "ContextError",
     "ContextNotFoundError",
+    "CsrError",
+    "DeviceDirectoryError",
     "EvidenceChainError",
     "EvidenceError",
+    "FlashError",
+    "ImageDecryptionError",
+    "ImageError",
+    "ImageFormatError",
+    "ImageVerificationError",
     "InvalidSignature",
     "KeyExistsError",
     "KeyFileCorruptError",
@@ -46,7 +69,9 @@ __all__ = [
     "KeyStateError",
     "KeyStoreError",
     "PKIError",
+    "PasswordMismatchError",
     "PolicyRefusal",
+    "SerialError",
     "StateError",
     "TokenError",
     "TrustrootError",
@@ -168,3 +193,51 @@ class PolicyRefusal(TrustrootError):
 
 class StateError(TrustrootError):
     """Product state on disk is inconsistent, missing or already exists."""
+
+
+class ImageError(TrustrootError):
+    """Base of every refusal of a firmware image."""
+
+
+class ImageFormatError(ImageError):
+    """The bytes are not a well-formed MCUboot image; the message names what is wrong, in one line."""
+
+
+class ImageVerificationError(ImageError):
+    """An image does not verify: the one error of ``verify_image``, with the reason in one line."""
+
+
+class ImageDecryptionError(TrustrootError):
+    """The image's encryption TLV does not open (one message for every cause: no oracle)."""
+
+
+class BootError(TrustrootError):
+    """A boot-model operation was refused: bad layout, damaged trailer, out-of-order step."""
+
+
+class FlashError(BootError):
+    """The simulated flash was used in a way real flash forbids (a bug of the caller)."""
+
+
+class SerialError(UsageError):
+    """A device serial number, or the prefix, digit count or sequence number it is made of, is malformed."""
+
+
+class CsrError(PKIError):
+    """:func:`sign_csr` refused a certificate signing request."""
+
+
+class PasswordMismatchError(TrustrootError):
+    """:func:`verify_password`: the password is not the one the verifier was made from."""
+
+
+class ClaimCodeError(UsageError):
+    """A claim code is malformed, mistyped (its check symbol fails) or does not match its hash."""
+
+
+class BundleError(TrustrootError):
+    """A device bundle cannot be opened (:data:`OPEN_FAILED` for every failure before the tag verifies)."""
+
+
+class DeviceDirectoryError(StateError):
+    """A device directory is incomplete, malformed, of an unknown format or has too open permissions."""

@@ -1,4 +1,4 @@
-"""Errors of the boot model (to move into :mod:`trustroot.errors` once the layer settles).
+"""Errors of the boot model: BootError and FlashError live in trustroot.errors; InvalidImageError here.
 
 ::
 
@@ -20,17 +20,9 @@ A power cut is deliberately *not* a :class:`~trustroot.errors.TrustrootError` no
 
 from __future__ import annotations
 
-from trustroot.errors import TrustrootError
+from trustroot.errors import BootError, FlashError
 
 __all__ = ["BootError", "FlashError", "InvalidImageError"]
-
-
-class BootError(TrustrootError):
-    """A boot-model operation was refused: bad layout, damaged trailer, out-of-order step."""
-
-
-class FlashError(BootError):
-    """The simulated flash was used in a way real flash forbids (a bug of the caller)."""
 
 
 class InvalidImageError(BootError):

@@ -67,7 +67,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from trustroot.errors import TrustrootError, UsageError
+from trustroot.errors import ImageDecryptionError, UsageError
 from trustroot.keys._interface import KeyHandle
 
 __all__ = [
@@ -132,10 +132,6 @@ _TLV_NAMES: Final[dict[int, str]] = {
 _DECRYPTION_FAILED = (
     "the image's encryption key TLV does not open with this key (wrong key, or a damaged or altered image)"
 )
-
-
-class ImageDecryptionError(TrustrootError):
-    """The image's encryption TLV does not open (one message for every cause: no oracle)."""
 
 
 class _DoesNotOpen(Exception):

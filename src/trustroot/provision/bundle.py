@@ -63,7 +63,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from trustroot.context.schema import ALL_METRICS, SecurityContext
-from trustroot.errors import PKIError, TrustrootError, UsageError
+from trustroot.errors import BundleError, PKIError, UsageError
 from trustroot.keys._interface import KeyHandle
 from trustroot.pki._signing import spki_der
 from trustroot.provision.claim import ClaimCodeError, normalize_claim_code
@@ -127,10 +127,6 @@ _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/-]{0,63}", re.ASCII)
 _URL = re.compile(r"https://[^\s/$.?#][^\s]*", re.ASCII)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-
-
-class BundleError(TrustrootError):
-    """A device bundle cannot be opened (:data:`OPEN_FAILED` for every failure before the tag verifies)."""
 
 
 # --------------------------------------------------------------------------------------- the material

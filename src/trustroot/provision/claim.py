@@ -31,7 +31,7 @@ import re
 import secrets
 from typing import Final
 
-from trustroot.errors import UsageError
+from trustroot.errors import ClaimCodeError, UsageError
 
 __all__ = [
     "CLAIM_ALPHABET",
@@ -63,10 +63,6 @@ _READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _IGNORED = re.compile(r"[\s-]+")
 _MAX_INPUT_CHARS = 64
 _HASH = re.compile(r"[0-9a-f]{64}", re.ASCII)
-
-
-class ClaimCodeError(UsageError):
-    """A claim code is malformed, mistyped (its check symbol fails) or does not match its hash."""
 
 
 def _luhn_sum(values: list[int], *, double_rightmost: bool) -> int:

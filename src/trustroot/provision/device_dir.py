@@ -63,7 +63,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from trustroot._fsutil import atomic_write, fsync_dir, read_bounded
-from trustroot.errors import PKIError, StateError, UnreadableInputError, UsageError, WrongSecretError
+from trustroot.errors import (
+    DeviceDirectoryError,
+    PKIError,
+    StateError,
+    UnreadableInputError,
+    UsageError,
+    WrongSecretError,
+)
 from trustroot.keys._interface import KeyHandle
 from trustroot.limits import INSECURE_TEST_KDF_ENV
 from trustroot.pki._signing import spki_der
@@ -114,10 +121,6 @@ _MAX_DEVICE_JSON = 64 << 10
 _MAX_KEY_FILE = 4 << 10
 _MAX_CHAIN_FILE = 64 << 10
 _UNLOCK_FAILED = "the device secret does not unlock {path}, or the device directory was altered"
-
-
-class DeviceDirectoryError(StateError):
-    """A device directory is incomplete, malformed, of an unknown format or has too open permissions."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trustroot import _der
 from trustroot.context.schema import DeviceCertificate
-from trustroot.errors import PKIError, UsageError
+from trustroot.errors import CsrError, PKIError, SerialError, UsageError
 from trustroot.keys._interface import KeyHandle
 from trustroot.pki.certificates import NO_WELL_DEFINED_EXPIRATION, NoExpiration, issue_leaf
 
@@ -100,14 +100,6 @@ _CSR_SUBJECT_ATTRIBUTES = frozenset(
 
 #: A device private key as pyca/cryptography holds it.
 DevicePrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
-
-class SerialError(UsageError):
-    """A device serial number, or the prefix, digit count or sequence number it is made of, is malformed."""
-
-
-class CsrError(PKIError):
-    """:func:`sign_csr` refused a certificate signing request."""
 
 
 # ---------------------------------------------------------------------------------------------- serials

@@ -54,7 +54,7 @@ from typing import Final
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from trustroot.context.common_passwords import is_common_password
-from trustroot.errors import PolicyRefusal, TrustrootError, UsageError
+from trustroot.errors import PasswordMismatchError, PolicyRefusal, UsageError
 from trustroot.keys._interface import Algorithm, KeyHandle
 from trustroot.limits import INSECURE_TEST_KDF_ENV
 from trustroot.provision.identity import validate_serial
@@ -112,10 +112,6 @@ _MAC_BARE = re.compile(r"[0-9A-Fa-f]{12}", re.ASCII)
 _MAC_SEPARATORS = re.compile(r"[:.\- ]")
 _TRAILING_DIGITS = re.compile(r"[0-9]+\Z", re.ASCII)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-class PasswordMismatchError(TrustrootError):
-    """:func:`verify_password`: the password is not the one the verifier was made from."""
 
 
 # ------------------------------------------------------------------------------------------ settings
