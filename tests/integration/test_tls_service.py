@@ -534,6 +534,7 @@ def test_forwarded_certificates_are_validated_by_the_service(
             secret = "x" * len(PROXY_SECRET)
         else:
             pem = "A" * (17 << 10)
+        app.now[0] = datetime.now(UTC) + timedelta(seconds=2)  # past every notBefore just issued
         _assert_refused_401(app.check_in(cert_pem=pem, device=device, secret=secret), reason)
         assert app.check_in().status_code == (401 if case == "revoked in the CRL" else 200)
 

@@ -286,7 +286,7 @@ def _run_sign(args: argparse.Namespace) -> int:
     text = (
         f"signed {signed.path}: version {signed.version}, security counter {counter}, "
         f"{signed.algorithm or 'unsigned'}{', encrypted' if signed.encrypted else ''}, "
-        f"{signed.hash_algorithm} {signed.digest.hex()}, {signed.size} bytes"
+        f"image hash ({signed.hash_algorithm}) {signed.digest.hex()}, {signed.size} bytes"
     )
     if product is not None:
         text += " (recorded as evidence)"
@@ -332,7 +332,7 @@ def _run_verify(args: argparse.Namespace) -> int:
     text = (
         f"OK {args.image}: version {verified.version}, security counter {counter}, "
         f"signed by {verified.algorithm} key {(verified.key_id or '')[:16]}"
-        f"{', encrypted' if verified.encrypted else ''}, {verified.hash_algorithm} {verified.digest.hex()}"
+        f"{', encrypted' if verified.encrypted else ''}, image hash ({verified.hash_algorithm}) {verified.digest.hex()}"
     )
     _emit(
         args,
