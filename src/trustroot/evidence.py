@@ -132,6 +132,7 @@ EVIDENCE_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "batch.closed": "a production batch was closed",
         "batch.imported": "a closed batch's signed manifest was imported into the fleet and its devices registered",
         "device.revoked": "a device identity was revoked",
+        "tls.server_certificate.issued": "the fleet service's TLS server certificate was issued or renewed",
         "release.published": "a signed release was published for the fleet",
         "rollout.changed": "a staged rollout was started, advanced, paused or stopped",
         "disclosure.received": "a vulnerability report was received",

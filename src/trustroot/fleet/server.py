@@ -44,6 +44,7 @@ from typing import Any, Final, cast
 
 from trustroot.errors import UsageError
 from trustroot.fleet.config import FleetConfig, FleetLimits, sqlite_url
+from trustroot.fleet.releases.service import ReleaseMaintenance
 from trustroot.fleet.server_cert import ProductTlsSource, ensure_server_certificate, server_names
 from trustroot.fleet.service import FleetService
 from trustroot.fleet.tls import ServerTLS
@@ -235,6 +236,8 @@ def build_runtime(
         clock=product.clock,
     )
     service.parts["tls"] = tls
+    # refreshes the short-lived TUF timestamp and advances due rollout stages, in a daemon thread
+    service.parts["release_maintenance"] = ReleaseMaintenance(service)
     app = build_app(service, load_app_factory(settings.app_factory))
     return Runtime(settings=settings, product=product, tls=tls, service=service, app=app)
 
@@ -249,6 +252,7 @@ def _runtime_from_env() -> Runtime:
             raise UsageError(f"{SETTINGS_ENV} is not set: start the service with 'trustroot serve'")
         runtime = build_runtime(ServeSettings.from_json(text))
         runtime.tls.start()
+        runtime.service.parts["release_maintenance"].start()
         _RUNTIME.append(runtime)
     return _RUNTIME[0]
 
@@ -341,9 +345,12 @@ def serve(settings: ServeSettings) -> int:
     sock = _bind(settings.host, settings.port)
     _log_listening(sock, 1)
     runtime.tls.start()
+    maintenance = runtime.service.parts["release_maintenance"]
+    maintenance.start()
     try:
         uvicorn.Server(uv_config).run(sockets=[sock])
     finally:
+        maintenance.stop()
         runtime.tls.stop()
         runtime.service.store.dispose()
         sock.close()

@@ -36,7 +36,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trustroot._fsutil import atomic_write, exclusive_lock
 from trustroot.errors import KeyStoreError, PKIError, StateError, UsageError
-from trustroot.evidence import EVIDENCE_TYPES
 from trustroot.fleet.tls import ServerKey, TlsMaterial
 from trustroot.keys._interface import Algorithm, KeyInfo, KeyRole, KeyStatus, public_key_fingerprint
 from trustroot.pki.certificates import (
@@ -275,11 +274,8 @@ def ensure_server_certificate(
 
 
 def _record_issued(product: Product, key_name: str, data: dict[str, object]) -> None:
-    """Evidence of an issuance, once the record type is registered in ``trustroot.evidence``."""
-    if EVIDENCE_TYPE_ISSUED in EVIDENCE_TYPES:
-        product.record(EVIDENCE_TYPE_ISSUED, key_name, data)
-    else:  # pragma: no cover - until the type is registered
-        _log.info("server certificate issued for key %s: %s", key_name, data)
+    """Evidence of an issuance."""
+    product.record(EVIDENCE_TYPE_ISSUED, key_name, data)
 
 
 def _private_key(product: Product, key: KeyInfo) -> ServerKey:
