@@ -89,6 +89,17 @@ def _copy(template: Path, work: Path, name: str) -> Path:
 # ----------------------------------------------------------------------------------------- the child
 
 
+def _own_peak_mib() -> float:
+    """This process's own peak RSS since its exec (VmHWM; ``ru_maxrss`` would carry the forking parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(product_dir: Path, devices: int) -> dict[str, float]:
     """One batch in this process (as the CLI does it), with timings and peak memory."""
     from trustroot.product import open_product
@@ -119,7 +130,7 @@ def child(product_dir: Path, devices: int) -> dict[str, float]:
         "in_process_seconds": ended - started,
         "steady_per_s": steady,
         "cpu_ms_per_device": 1000 * cpu / devices,
-        "parent_peak_mib": own.ru_maxrss / 1024,
+        "parent_peak_mib": _own_peak_mib(),
         "worker_peak_mib": workers.ru_maxrss / 1024,
     }
 

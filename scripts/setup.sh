@@ -48,9 +48,13 @@ stamp=.venv/.trustroot-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing trustroot and its development tools into .venv"
-  .venv/bin/uv pip install -q --python .venv/bin/python -e '.[dev]'
+  # --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on these machines) nothing would ever
+  # be cached, and every command would recompile cryptography and trustroot from source.
+  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e '.[dev]'
   echo "$want" >"$stamp"
 fi
+# trustroot's own modules are an editable install: compile them too (cheap when up to date).
+.venv/bin/python -m compileall -q -j 2 src/trustroot >/dev/null
 
 if ((with_tools)); then
   scripts/tools-env.sh

@@ -29,6 +29,10 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── EvidenceError                 evidence log failures
     │   └── EvidenceChainError        an edited, removed or reordered record, or a bad checkpoint
     ├── PolicyRefusal                 an action that would break an EN 303 645 provision
+    │   ├── QuotaExceededError        a production token or batch has no room left
+    │   ├── InvalidProductionToken    a forged, expired or foreign production token
+    │   └── InvalidStationReport      a forged or malformed station report
+    ├── InvalidManifest               a forged, altered or malformed batch manifest
     ├── ImageError                    firmware images
     │   ├── ImageFormatError          not a well-formed MCUboot image (HexFileError: a bad Intel HEX file)
     │   └── ImageVerificationError    an image does not verify (the one error of verify_image)
@@ -39,7 +43,8 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── PasswordMismatchError         a device password does not match its verifier
     ├── BundleError                   a device bundle does not open (one message: no oracle)
     └── StateError                    product state on disk is inconsistent or already exists
-        └── DeviceDirectoryError      a device directory is incomplete or malformed
+        ├── DeviceDirectoryError      a device directory is incomplete or malformed
+        └── ProductionStateError      the production store is damaged or disagrees with the evidence
 """
 
 from __future__ import annotations
@@ -61,7 +66,10 @@ __all__ = [
     "ImageError",
     "ImageFormatError",
     "ImageVerificationError",
+    "InvalidManifest",
+    "InvalidProductionToken",
     "InvalidSignature",
+    "InvalidStationReport",
     "KeyExistsError",
     "KeyFileCorruptError",
     "KeyNotExtractableError",
@@ -71,6 +79,8 @@ __all__ = [
     "PKIError",
     "PasswordMismatchError",
     "PolicyRefusal",
+    "ProductionStateError",
+    "QuotaExceededError",
     "SerialError",
     "StateError",
     "TokenError",
@@ -241,3 +251,23 @@ class BundleError(TrustrootError):
 
 class DeviceDirectoryError(StateError):
     """A device directory is incomplete, malformed, of an unknown format or has too open permissions."""
+
+
+class ProductionStateError(StateError):
+    """The production store is damaged, of an unknown schema, or inconsistent with the evidence."""
+
+
+class QuotaExceededError(PolicyRefusal):
+    """A token or batch has no room left for the devices asked for."""
+
+
+class InvalidProductionToken(PolicyRefusal):
+    """A production token was refused: forged, malformed, expired, for another product or station."""
+
+
+class InvalidStationReport(PolicyRefusal):
+    """A station report was refused: forged or malformed."""
+
+
+class InvalidManifest(TrustrootError):
+    """A batch manifest was refused: forged, altered or malformed."""

@@ -50,7 +50,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,6 +137,8 @@ EVIDENCE_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "rollout.changed": "a staged rollout was started, advanced, paused or stopped",
         "disclosure.received": "a vulnerability report was received",
         "disclosure.changed": "a vulnerability report changed state (triage, fix, advisory)",
+        "operator.added": "an operator of the fleet service was given an API token with scopes",
+        "operator.revoked": "an operator's API token was revoked",
         "ownership.changed": "a device changed owner",
         "data.deleted": "personal data was deleted, with a receipt",
         "scan.completed": "a security scan of source, binary or service finished",
@@ -944,6 +946,50 @@ class EvidenceLog:
             except TrustrootError as exc:  # the record is written; the checkpoint waits for the next append
                 self._defer(f"the checkpoint failed ({exc})")
         return record
+
+    def append_many(
+        self,
+        items: Sequence[tuple[str, str, Mapping[str, object]]],
+        actor: str,
+    ) -> list[EvidenceRecord]:
+        """Append several records under one lock with one write and one fsync; then a checkpoint if due."""
+        if any(type_ == CHECKPOINT_TYPE for type_, _, _ in items):
+            raise EvidenceError("evidence.checkpoint records are appended by EvidenceLog.checkpoint()")
+        if not items:
+            return []
+        with self._locked() as fd:
+            tail = self._read_tail(fd)
+            head, now, records = tail.head, self._clock(), []
+            for type_, subject, data in items:
+                record = next_record(head, type_, subject, data, actor, time=now, limits=self._limits)
+                records.append(record)
+                head = record.head
+            tail = self._write_all(fd, tail, records)
+            due = checkpoint_due(tail.head.seq, tail.last_checkpoint_seq, self._limits.evidence_checkpoint_every)
+        if due:
+            try:
+                self._auto_checkpoint(actor)
+            except TrustrootError as exc:
+                self._defer(f"the checkpoint failed ({exc})")
+        return records
+
+    def _write_all(self, fd: int, tail: _Tail, records: list[EvidenceRecord]) -> _Tail:
+        data = b"".join(r.encode() + b"\n" for r in records)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            if tail.size == 0:
+                fsync_dir(self._path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, tail.size)
+            self._tail = None
+            raise EvidenceError(f"evidence log {self._path}: cannot append ({exc.strerror})") from exc
+        last_cp = tail.last_checkpoint_seq
+        self._tail = _Tail(tail.dev, tail.ino, tail.size + len(data), records[-1].head, last_cp)
+        return self._tail
 
     def checkpoint(self, *, actor: str = "trustroot") -> EvidenceRecord:
         """Sign the current head now and append the ``evidence.checkpoint`` record; return it."""

@@ -992,3 +992,17 @@ def test_registry_holds_the_required_types() -> None:
     assert required <= set(EVIDENCE_TYPES)
     with pytest.raises(TypeError):
         EVIDENCE_TYPES["x.y"] = "no run-time registration"  # type: ignore[index]
+
+
+def test_append_many_writes_one_chain_under_one_lock(tmp_path: Path) -> None:
+    from trustroot.evidence import EvidenceLog
+
+    log = EvidenceLog(tmp_path / "evidence.jsonl")
+    log.append("key.created", "k", {"n": 0}, "test")
+    records = log.append_many([("device.provisioned", f"S{i}", {"i": i}) for i in range(5)], "test")
+    assert [r.seq for r in records] == [2, 3, 4, 5, 6]
+    report = log.verify({})
+    assert report.records == 6 and report.head_hash == records[-1].hash
+    with pytest.raises(EvidenceError, match="appended by EvidenceLog.checkpoint"):
+        log.append_many([("evidence.checkpoint", "x", {})], "test")
+    assert log.append_many([], "test") == []

@@ -17,10 +17,12 @@ def build_app() -> typer.Typer:
     from trustroot.cli import (
         bootloader_cmd,
         context_cmd,
+        disclosure_cmd,
         evidence_cmd,
         fleet_cmd,
         image_cmd,
         keys_cmd,
+        operator_cmd,
         provision_cmd,
         release_cmd,
     )
@@ -53,4 +55,6 @@ def build_app() -> typer.Typer:
     app.add_typer(release_cmd.app, name="release")
     app.add_typer(release_cmd.rollout_app, name="rollout")
     app.add_typer(fleet_cmd.app, name="fleet")
+    app.add_typer(operator_cmd.app, name="operator")
+    app.add_typer(disclosure_cmd.app, name="disclosure")
     return app

@@ -53,6 +53,7 @@ from starlette.datastructures import Headers
 
 from trustroot.errors import PKIError, PolicyRefusal, TrustrootError
 from trustroot.fleet.devices import DeviceUnknown, get_device_by_certificate
+from trustroot.fleet.operators import require_operator  # noqa: F401 - re-exported for the operator routers
 from trustroot.fleet.service import FleetService, get_service
 from trustroot.fleet.store.models import Device, DeviceStatus
 from trustroot.pki.certificates import (

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from trustroot._fsutil import fsync_dir
-from trustroot.errors import PKIError, StateError, TrustrootError, UsageError
+from trustroot.errors import InvalidManifest, PKIError, StateError, UsageError
 from trustroot.evidence import format_time
 from trustroot.keys._interface import Algorithm, KeyHandle
 from trustroot.pki.certificates import certificate_fingerprint
@@ -129,10 +129,6 @@ _SIGNED_FIELDS = frozenset(
     }
 )
 _DEVICE_FIELDS = frozenset({"serial", "sequence", "status", "certificate_sha256", "certificate", "claim_code_hash"})
-
-
-class InvalidManifest(TrustrootError):
-    """A batch manifest was refused: forged, altered or malformed."""
 
 
 @dataclass(frozen=True)

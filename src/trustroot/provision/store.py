@@ -17,10 +17,11 @@
                     password_verifier, batch -> batches, token -> tokens, factory, time,
                     bundle (file name), evidence_pending, revoked_at, revocation_reason
 
-The rules that make production safe are kept in ONE place, :meth:`ProductionStore.transaction`
-(``BEGIN IMMEDIATE``): a batch reserves its count of a token's quota when it opens; each chunk of
-devices allocates its sequence numbers, checks the token (not expired, clock not rolled back, quota
-left) and the batch (open, room left), and inserts the device records, all in one transaction. A
+Every change is one :meth:`ProductionStore.transaction` (``BEGIN IMMEDIATE``), and the rules that
+make production safe are checked inside it (:mod:`trustroot.provision.batch`): a batch reserves its
+count of a token's quota when it opens; each chunk of devices allocates its sequence numbers, checks
+the token (not expired, clock not rolled back, quota left) and the batch (open, room left), and
+inserts the device records, all in one transaction. A
 crash or an error rolls the whole chunk back: its sequence numbers are not consumed, so the serials
 of recorded devices have no gap and no duplicate (``UNIQUE`` and ``CHECK`` constraints stand
 behind the code).
@@ -52,7 +53,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from trustroot._fsutil import exclusive_lock
-from trustroot.errors import PolicyRefusal, StateError
+from trustroot.errors import ProductionStateError, QuotaExceededError
 from trustroot.evidence import format_time
 
 __all__ = [
@@ -83,14 +84,6 @@ CLOCK_TOLERANCE_S: Final = 300
 
 BatchState = Literal["open", "closed"]
 DeviceStatus = Literal["reserved", "active", "revoked", "void"]
-
-
-class ProductionStateError(StateError):
-    """The production store is damaged, of an unknown schema, or inconsistent with the evidence."""
-
-
-class QuotaExceededError(PolicyRefusal):
-    """A token or batch has no room left for the devices asked for."""
 
 
 _SCHEMA = """

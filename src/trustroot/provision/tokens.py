@@ -61,7 +61,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from trustroot.errors import (
+    InvalidProductionToken,
     InvalidSignature,
+    InvalidStationReport,
     KeyExistsError,
     KeyFileCorruptError,
     KeyNotFoundError,
@@ -151,14 +153,6 @@ _TOKEN_ID = re.compile(r"tok-[0-9a-f]{16}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)
 _MAX_DEPTH = 16
-
-
-class InvalidProductionToken(PolicyRefusal):
-    """A production token was refused: forged, malformed, expired, for another product or station."""
-
-
-class InvalidStationReport(PolicyRefusal):
-    """A station report was refused: forged or malformed."""
 
 
 # --------------------------------------------------------------------------------- canonical JSON

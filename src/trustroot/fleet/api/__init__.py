@@ -13,7 +13,16 @@ from fastapi import APIRouter
 __all__ = ["FEATURE_MODULES", "routers"]
 
 #: Modules under trustroot.fleet.api that define a ``router``; a feature adds itself here.
-FEATURE_MODULES: tuple[str, ...] = ("public", "device", "releases", "tuf", "operator_devices")
+FEATURE_MODULES: tuple[str, ...] = (
+    "public",
+    "device",
+    "releases",
+    "tuf",
+    "operator_devices",
+    "disclosure",
+    "operator_api",
+    "owner",
+)
 
 
 def routers() -> list[APIRouter]:

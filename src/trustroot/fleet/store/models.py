@@ -71,7 +71,12 @@ NAMING_CONVENTION: Final = {
 }
 
 #: Every module that defines fleet tables. A feature adds its module here (see the module docstring).
-MODEL_MODULES: tuple[str, ...] = ("trustroot.fleet.store.models", "trustroot.fleet.releases.models")
+MODEL_MODULES: tuple[str, ...] = (
+    "trustroot.fleet.store.models",
+    "trustroot.fleet.releases.models",
+    "trustroot.fleet.operators_models",
+    "trustroot.fleet.ownership_models",
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

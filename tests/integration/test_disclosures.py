@@ -1,0 +1,206 @@
+"""The vulnerability disclosure intake and its handling, over the in-process application (SQLite store).
+
+Public intake (size limit, validation, per-address rate limit, evidence without personal data),
+operator triage / acknowledge / close, the EU CRA Art. 14 clock and the overdue list, and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from service_fixtures import InProcess, in_process
+from typer.testing import CliRunner
+
+from trustroot.cli.app import build_app as build_cli
+from trustroot.fleet.api.disclosure import IntakeLimiter
+from trustroot.fleet.disclosures import rfc3339
+from trustroot.fleet.operators import add_operator
+from trustroot.fleet.store.audit import audit_log
+
+pytest_plugins = ["service_fixtures"]
+pytestmark = pytest.mark.integration
+
+REPORT: dict[str, Any] = {
+    "summary": "Telnet debug shell reachable on port 2323",
+    "details": "Connect to 2323 and type 'debug'; a root shell opens.",
+    "affected_versions": ["1.0.0", "1.1.0"],
+    "reporter_contact": "mailto:finder@example.org",
+}
+
+
+def request(
+    fleet: InProcess, method: str, path: str, *, token: str | None = None, client: str = "192.0.2.1", **kw: Any
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=fleet.app, client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+            return await http.request(method, path, headers=headers, **kw)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def fleet(product_dir: Path, sqlite_store: str) -> Iterator[InProcess]:
+    with in_process(product_dir, sqlite_store) as running:
+        yield running
+
+
+@pytest.fixture
+def token(fleet: InProcess) -> str:
+    return add_operator(fleet.service, "dora", "disclosure", actor="user:admin").token
+
+
+def test_intake_answers_tracking_id_and_deadline_and_records_no_personal_data(fleet: InProcess) -> None:
+    answer = request(fleet, "POST", "/api/v1/disclosures", json=REPORT)
+    assert answer.status_code == 201, answer.text
+    receipt = answer.json()
+    assert receipt["id"].startswith("VD-")
+    days = fleet.service.context.product.disclosure.acknowledge_within_days  # type: ignore[union-attr]
+    assert receipt["acknowledge_by"] == rfc3339(fleet.now[0] + timedelta(days=days))
+    [evidence] = [r for r in audit_log(fleet.service).iter_records() if r.type == "disclosure.received"]
+    assert evidence.subject == receipt["id"] and evidence.data == {"id": receipt["id"]}
+    assert "finder" not in json.dumps(evidence.data) + evidence.actor
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"summary": "x"}, 422),
+        ({**REPORT, "extra": 1}, 422),
+        ({**REPORT, "summary": ""}, 422),
+        ({**REPORT, "affected_versions": ["v"] * 51}, 422),
+        ({**REPORT, "details": "x" * (70 << 10)}, 413),
+    ],
+)
+def test_intake_refuses_malformed_and_oversized_reports(fleet: InProcess, body: dict[str, Any], status: int) -> None:
+    assert request(fleet, "POST", "/api/v1/disclosures", json=body).status_code == status
+    assert request(fleet, "POST", "/api/v1/disclosures", content=b"{not json").status_code == 422
+
+
+def test_intake_is_rate_limited_per_address(fleet: InProcess) -> None:
+    limit = fleet.service.config.limits.disclosure_per_ip_per_hour
+    answers = [request(fleet, "POST", "/api/v1/disclosures", json=REPORT).status_code for _ in range(limit)]
+    assert answers == [201] * limit
+    refused = request(fleet, "POST", "/api/v1/disclosures", json=REPORT)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 3600
+    assert request(fleet, "POST", "/api/v1/disclosures", json=REPORT, client="198.51.100.7").status_code == 201
+    fleet.now[0] += timedelta(hours=1, seconds=1)
+    assert request(fleet, "POST", "/api/v1/disclosures", json=REPORT).status_code == 201
+
+
+def test_limiter_memory_is_bounded() -> None:
+    limiter = IntakeLimiter(2, max_clients=100)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(1000):
+        assert limiter.admit(IntakeLimiter.key(f"10.0.{n // 256}.{n % 256}"), now) is None
+    assert limiter.tracked() == 100
+    # one IPv6 /64 is one client
+    assert IntakeLimiter.key("2001:db8::1") == IntakeLimiter.key("2001:db8::ffff:1")
+    assert IntakeLimiter.key("::ffff:192.0.2.1") == "192.0.2.1"
+
+
+def test_triage_starts_the_cra_clock_from_intake_and_lists_overdue(fleet: InProcess, token: str) -> None:
+    intake = fleet.now[0]
+    report_id = request(fleet, "POST", "/api/v1/disclosures", json=REPORT).json()["id"]
+    quiet_id = request(fleet, "POST", "/api/v1/disclosures", json=REPORT).json()["id"]
+    fleet.now[0] = intake + timedelta(hours=30)  # triaged late: the clock still runs from intake
+    answer = request(
+        fleet,
+        "POST",
+        f"/api/v1/disclosures/{report_id}/triage",
+        token=token,
+        json={"severity": "critical", "actively_exploited": True},
+    )
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["state"] == "triaged" and view["acknowledged_at"] is not None
+    assert datetime.fromisoformat(view["early_warning_due"]) == intake + timedelta(hours=24)
+    assert datetime.fromisoformat(view["notification_due"]) == intake + timedelta(hours=72)
+    assert view["final_report_due"] is None
+    overdue = request(fleet, "GET", "/api/v1/disclosures/overdue", token=token).json()
+    assert [(o["id"], o["obligation"]) for o in overdue] == [(report_id, "early_warning")]
+    fleet.now[0] = intake + timedelta(days=6)
+    overdue = request(fleet, "GET", "/api/v1/disclosures/overdue", token=token).json()
+    assert {(o["id"], o["obligation"]) for o in overdue} == {
+        (report_id, "early_warning"),
+        (report_id, "notification"),
+        (quiet_id, "acknowledge"),
+    }
+    fixed_at = "2026-12-01T00:00:00Z"
+    path = f"/api/v1/disclosures/{report_id}"
+    view = request(fleet, "POST", f"{path}/corrective-measure", token=token, json={"available_at": fixed_at}).json()
+    assert view["final_report_due"].startswith("2026-12-15T00:00:00")
+    for obligation in ("early_warning", "notification"):
+        sent = request(fleet, "POST", f"{path}/submitted", token=token, json={"obligation": obligation})
+        assert sent.status_code == 200, sent.text
+    assert request(fleet, "POST", f"{path}/triage", token=token, json={"severity": "low"}).status_code == 409
+    assert request(fleet, "POST", f"{path}/close", token=token, json={"resolution": "fixed"}).status_code == 200
+    assert request(fleet, "POST", f"{path}/acknowledge", token=token).status_code == 409
+    assert request(fleet, "GET", "/api/v1/disclosures/VD-0000000000000000", token=token).status_code == 404
+    changes = [r for r in audit_log(fleet.service).iter_records() if r.type == "disclosure.changed"]
+    assert [r.data["change"] for r in changes] == [  # type: ignore[call-overload]
+        "triaged",
+        "corrective_measure",
+        "early_warning_sent",
+        "notification_sent",
+        "closed",
+    ]
+    first = changes[0].data
+    assert isinstance(first, dict)
+    assert first["early_warning_due"] == rfc3339(intake + timedelta(hours=24))
+    assert first["notification_due"] == rfc3339(intake + timedelta(hours=72))
+    assert changes[0].actor == "operator:dora"
+    assert not any(isinstance(v, float) for r in changes for v in r.data.values())  # type: ignore[union-attr]
+
+
+def test_operator_list_and_acknowledge(fleet: InProcess, token: str) -> None:
+    report_id = request(fleet, "POST", "/api/v1/disclosures", json=REPORT).json()["id"]
+    listed = request(fleet, "GET", "/api/v1/disclosures", token=token).json()
+    assert [d["id"] for d in listed] == [report_id]
+    assert listed[0]["reporter_contact"] == REPORT["reporter_contact"]
+    acked = request(fleet, "POST", f"/api/v1/disclosures/{report_id}/acknowledge", token=token)
+    assert acked.json()["state"] == "acknowledged"
+    assert request(fleet, "GET", "/api/v1/disclosures?state=received", token=token).json() == []
+
+
+def test_cli_operator_and_disclosure_commands(product_dir: Path) -> None:
+    runner = CliRunner()
+    cli = build_cli()
+    context = ["--context", str(product_dir)]
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli, [*args, *context, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    added = run("operator", "add", "erin", "--scope", "read,disclosure")
+    assert added["token"].startswith("tr_") and added["scopes"] == ["disclosure", "read"]
+    assert [o["name"] for o in run("operator", "list")] == ["erin"]
+    assert added["token"] not in json.dumps(run("operator", "list"))
+    refused = runner.invoke(cli, ["operator", "add", "erin", "--scope", "read", *context])
+    assert refused.exit_code != 0
+    # a report through the library (the intake is HTTP only), then the CLI handles it
+    from trustroot.cli.fleet_cmd import fleet_service
+    from trustroot.fleet.disclosures import DisclosureReport, receive
+    from trustroot.product import open_product
+
+    product = open_product(product_dir / "security-context.toml")
+    with fleet_service(product, None) as service:
+        report_id = receive(service, DisclosureReport.model_validate(REPORT)).id
+    assert [d["id"] for d in run("disclosure", "list")] == [report_id]
+    triaged = run("disclosure", "triage", report_id, "--severity", "high", "--actively-exploited")
+    assert triaged["actively_exploited"] is True and triaged["early_warning_due"].endswith("Z")
+    assert run("disclosure", "overdue") == []
+    closed = run("disclosure", "close", report_id, "--resolution", "fixed")
+    assert closed["state"] == "closed"
+    assert run("operator", "revoke", "erin")["revoked_at"] is not None
