@@ -379,8 +379,13 @@ def test_the_audit_chain_verifies(fleet: Fleet) -> None:
 class Api:
     """A synchronous client of an ASGI application, in process (httpx's ASGITransport under anyio)."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, tokens: dict[str, str] | None = None) -> None:
         self._app = app
+        self._tokens = tokens or {}
+
+    def auth(self, name: str) -> dict[str, str]:
+        """Authorization header of the operator token made for ``name`` (any other name is sent as is)."""
+        return {"Authorization": f"Bearer {self._tokens.get(name, name)}"}
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async def go() -> httpx.Response:
@@ -406,25 +411,23 @@ def _app(fleet: Fleet) -> FastAPI:
 
 @pytest.fixture
 def api(fleet: Fleet) -> Api:
-    fleet.service.parts[releases_api.OPERATOR_TOKENS_PART] = {
-        "tok-release": ("alice", frozenset({"release"})),
-        "tok-devices": ("bob", frozenset({"devices"})),
+    from trustroot.fleet.operators import add_operator
+
+    tokens = {
+        "tok-release": add_operator(fleet.service, "alice", "release", actor="test").token,
+        "tok-devices": add_operator(fleet.service, "bob", "read", actor="test").token,
     }
-    return Api(_app(fleet))
-
-
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    return Api(_app(fleet), tokens)
 
 
 @pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)
 def test_operator_routes(api: Api, fleet: Fleet) -> None:
     add_devices(fleet, 3)
     release = add_release(fleet, "1.1.0+0", 2)
-    good = _auth("tok-release")
+    good = api.auth("tok-release")
     assert api.get("/api/v1/releases").status_code == 401
-    assert api.get("/api/v1/releases", headers=_auth("nope")).status_code == 401
-    assert api.get("/api/v1/releases", headers=_auth("tok-devices")).status_code == 403
+    assert api.get("/api/v1/releases", headers=api.auth("nope")).status_code == 401
+    assert api.get("/api/v1/releases", headers=api.auth("tok-devices")).status_code == 403
     listed = api.get("/api/v1/releases", headers=good)
     assert listed.status_code == 200 and listed.json()[0]["version"] == "1.1.0+0"
     started = api.post("/api/v1/rollouts", json={"release_id": release}, headers=good)
@@ -448,7 +451,8 @@ def test_operator_routes(api: Api, fleet: Fleet) -> None:
 
 @pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True)
 def test_operator_routes_deny_by_default(fleet: Fleet) -> None:
-    assert Api(_app(fleet)).get("/api/v1/rollouts", headers=_auth("anything")).status_code == 401
+    unknown = {"Authorization": "Bearer tr_not-a-real-token"}
+    assert Api(_app(fleet)).get("/api/v1/rollouts", headers=unknown).status_code == 401
 
 
 def test_counts_stay_consistent(fleet: Fleet) -> None:

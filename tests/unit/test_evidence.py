@@ -1003,6 +1003,6 @@ def test_append_many_writes_one_chain_under_one_lock(tmp_path: Path) -> None:
     assert [r.seq for r in records] == [2, 3, 4, 5, 6]
     report = log.verify({})
     assert report.records == 6 and report.head_hash == records[-1].hash
-    with pytest.raises(EvidenceError, match="appended by EvidenceLog.checkpoint"):
+    with pytest.raises(EvidenceError, match=r"appended by EvidenceLog\.checkpoint"):
         log.append_many([("evidence.checkpoint", "x", {})], "test")
     assert log.append_many([], "test") == []

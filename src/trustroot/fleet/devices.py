@@ -219,6 +219,10 @@ def import_batch(service: FleetService, data: bytes, *, actor: str, source: str 
             actor,
             session=session,
         )
+    # the one-time owner claim codes travel as hashes with the devices (after the devices exist)
+    from trustroot.fleet.ownership import import_claim_codes
+
+    import_claim_codes(service, manifest.devices)
     return ImportResult(manifest.batch, manifest.factory, digest, len(manifest.devices), revoked, False, evidence)
 
 

@@ -75,7 +75,6 @@ __all__ = [
 #: Every operator scope.
 SCOPES: Final = frozenset({"read", "release", "device-admin", "disclosure"})
 #: Older scope names some routers still use, and the scope they mean.
-_SCOPE_ALIASES: Final = {"devices": "read"}
 #: Every token starts with this (so secret scanners and people recognise it).
 TOKEN_PREFIX: Final = "tr_"  # noqa: S105 - a prefix, not a secret
 _TOKEN_ID_CHARS: Final = 12
@@ -126,7 +125,6 @@ class NewOperator:
 
 
 def _canonical_scope(scope: str) -> str:
-    scope = _SCOPE_ALIASES.get(scope, scope)
     if scope not in SCOPES:
         raise UsageError(f"operator scope {scope!r} is unknown; use one of {', '.join(sorted(SCOPES))}")
     return scope

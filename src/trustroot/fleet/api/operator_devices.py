@@ -19,8 +19,6 @@ dependency :data:`require_devices_operator`.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -28,29 +26,19 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from trustroot.fleet.devices import MAX_PAGE, DeviceUnknown, count_devices, get_device, list_devices
+from trustroot.fleet.operators import require_operator
 from trustroot.fleet.service import FleetService, get_service
 from trustroot.fleet.store.models import Device, DeviceStatus
 
 __all__ = ["SCOPE", "DeviceList", "DeviceView", "require_devices_operator", "router"]
 
 #: The operator scope these routes need.
-SCOPE: Final = "devices"
+SCOPE: Final = "read"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
-def _no_operator_authentication() -> str:
-    """Deny by default while no operator authentication is installed."""
-    raise HTTPException(401, "operator authentication is not configured", headers={"WWW-Authenticate": "Bearer"})
-
-
-def _operator_dependency(scope: str) -> Callable[..., Any]:
-    auth = importlib.import_module("trustroot.fleet.auth")
-    found = getattr(auth, "require_operator", None)
-    return found(scope) if callable(found) else _no_operator_authentication
-
-
 #: The dependency that authenticates the operator (``app.dependency_overrides`` key in tests).
-require_devices_operator: Final = _operator_dependency(SCOPE)
+require_devices_operator: Final = require_operator(SCOPE)
 
 Operator = Annotated[str, Depends(require_devices_operator)]
 Service = Annotated[FleetService, Depends(get_service)]

@@ -18,68 +18,27 @@ operator. Publishing is not a route: it needs the product's keys and is done wit
 Errors: 400 malformed input, 401/403 no or insufficient operator token, 404 no such release or
 rollout, 409 an action the rollout's state does not allow.
 
-Operator authentication: :func:`trustroot.fleet.auth.require_operator` when it exists; until then
-the PLACEHOLDER :func:`_placeholder_require_operator` below (deny by default, see its docstring).
+Operator authentication: :func:`trustroot.fleet.operators.require_operator` (bearer tokens with scopes).
 """
 
 from __future__ import annotations
 
-import hmac
-import importlib
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustroot.errors import StateError, UsageError
 from trustroot.fleet import rollouts
+from trustroot.fleet.operators import require_operator
 from trustroot.fleet.service import FleetService, get_service
 
-__all__ = ["OPERATOR_TOKENS_PART", "SCOPE", "router"]
+__all__ = ["SCOPE", "router"]
 
 #: The operator scope these routes need.
 SCOPE: Final = "release"
-#: PLACEHOLDER ONLY: ``service.parts`` key of ``{token: (operator name, frozenset of scopes)}``.
-OPERATOR_TOKENS_PART: Final = "operator_tokens"
-
-
-# --- operator authentication ------------------------------------------------------------------------
-# PLACEHOLDER: operator tokens are another engineer's work (trustroot.fleet.auth.require_operator).
-# Until it exists, this module uses the deny-by-default placeholder below. The lead replaces it by
-# deleting _placeholder_require_operator and importing require_operator from trustroot.fleet.auth.
-
-
-def _placeholder_require_operator(scope: str) -> Callable[..., str]:
-    """PLACEHOLDER dependency: the operator's name if the bearer token has ``scope``, else 401/403.
-
-    Tokens come from ``service.parts["operator_tokens"]`` (``{token: (name, scopes)}``), which
-    nothing sets in production: with no tokens configured every request is refused (deny by default).
-    """
-
-    def dependency(request: Request, service: Annotated[FleetService, Depends(get_service)]) -> str:
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        tokens: dict[str, tuple[str, frozenset[str]]] = service.parts.get(OPERATOR_TOKENS_PART) or {}
-        if scheme.lower() != "bearer" or not presented:
-            raise HTTPException(401, "an operator bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        for token, (name, scopes) in tokens.items():
-            if hmac.compare_digest(token.encode(), presented.encode()):
-                if scope not in scopes:
-                    raise HTTPException(403, f"the token lacks the scope {scope!r}")
-                return f"operator:{name}"
-        raise HTTPException(401, "unknown operator token", headers={"WWW-Authenticate": "Bearer"})
-
-    return dependency
-
-
-def _require_operator(scope: str) -> Callable[..., Any]:
-    auth = importlib.import_module("trustroot.fleet.auth")
-    found = getattr(auth, "require_operator", None)
-    return found(scope) if callable(found) else _placeholder_require_operator(scope)
-
-
-Operator = Annotated[str, Depends(_require_operator(SCOPE))]
+Operator = Annotated[str, Depends(require_operator(SCOPE))]
 Service = Annotated[FleetService, Depends(get_service)]
 
 

@@ -60,7 +60,8 @@ def _headers(cache: str) -> dict[str, str]:
     return {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
 
 
-@router.api_route("/metadata/{name}", methods=["GET", "HEAD"], responses=_NOT_FOUND)
+@router.get("/metadata/{name}", responses=_NOT_FOUND)
+@router.head("/metadata/{name}", include_in_schema=False)
 def tuf_metadata(name: str, service: Annotated[FleetService, Depends(get_service)]) -> FileResponse:
     """A TUF metadata file (``N.root.json``, ``timestamp.json``, ``N.snapshot.json``, ``N.targets.json``)."""
     if _METADATA_NAME.fullmatch(name) is None:
@@ -70,7 +71,8 @@ def tuf_metadata(name: str, service: Annotated[FleetService, Depends(get_service
     return FileResponse(path, media_type="application/json", headers=_headers(cache))
 
 
-@router.api_route("/targets/{target:path}", methods=["GET", "HEAD"], responses=_NOT_FOUND)
+@router.get("/targets/{target:path}", responses=_NOT_FOUND)
+@router.head("/targets/{target:path}", include_in_schema=False)
 def tuf_target(target: str, service: Annotated[FleetService, Depends(get_service)]) -> FileResponse:
     """A hash-prefixed target file (a release image)."""
     parts = target.split("/")
