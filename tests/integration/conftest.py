@@ -9,6 +9,7 @@ token is never skipped silently.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -28,6 +29,11 @@ from trustroot.keys.pkcs11store import Pkcs11Backend
 SOFTHSM_LABEL = "trustroot-test"
 SOFTHSM_PIN = "4821-7730-test"
 SOFTHSM_SO_PIN = "so-9917-2245-test"
+#: Further tokens tests use for whole products on a token: label -> (user PIN, SO PIN).
+EXTRA_TOKENS: dict[str, tuple[str, str]] = {
+    "acme-hsm": ("7731-2208-acme", "so-4410-acme"),
+    "acme-tls": ("5521-0961-tls", "so-1187-tls"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +58,15 @@ def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmT
         so_pin=SOFTHSM_SO_PIN,
         install=install,
     )
+    # SoftHSM2 reads its token directory when the module is initialised, and trustroot cannot
+    # re-initialise it while sessions are open: every token the suite uses is made here, up front.
+    for label, (pin, so_pin) in EXTRA_TOKENS.items():
+        subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", so_pin, "--pin", pin],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **token.environ()},
+        )
     yield token
     if previous is None:
         os.environ.pop(SOFTHSM_CONF_ENV, None)

@@ -23,12 +23,7 @@ PIN = "7731-2208-acme"
 @pytest.fixture(scope="module")
 def hsm_product(softhsm_token: SoftHsmToken, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A product made by ``trustroot init --backend pkcs11`` on a token of its own."""
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", "acme-hsm", "--so-pin", "so-4410-acme", "--pin", PIN],
-        check=True,
-        capture_output=True,
-        env={**os.environ, **softhsm_token.environ()},
-    )
+    # the token "acme-hsm" is made up front by the softhsm_token fixture (tests/integration/conftest.py)
     directory = tmp_path_factory.mktemp("hsm") / "acme"
     os.environ["TRUSTROOT_PKCS11_PIN"] = PIN
     try:

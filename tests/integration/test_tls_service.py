@@ -17,7 +17,6 @@ import dataclasses
 import os
 import socket
 import ssl
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -598,13 +597,7 @@ def test_a_malformed_server_name_is_refused(name: str) -> None:
 def test_a_pkcs11_product_serves_tls_with_a_file_key_and_a_token_issuing_ca(
     softhsm_token: SoftHsmToken, tmp_path: Path
 ) -> None:
-    pin = "5521-0961-tls"
-    subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", "acme-tls", "--so-pin", "so-1187-tls", "--pin", pin],
-        check=True,
-        capture_output=True,
-        env={**os.environ, **softhsm_token.environ()},
-    )
+    pin = "5521-0961-tls"  # the token is made up front by the softhsm_token fixture (conftest.py)
     secrets = fixed_secrets(os.environ["TRUSTROOT_PASSPHRASE"], os.environ["TRUSTROOT_ROOT_PASSPHRASE"], pin=pin)
     options = {"backend": "pkcs11", "pkcs11_module": softhsm_token.module_path, "pkcs11_token": "acme-tls"}
     product = create_product(tmp_path / "acme", "Acme HSM", secrets=secrets, template_options=options)
