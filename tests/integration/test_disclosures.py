@@ -190,8 +190,8 @@ def test_cli_operator_and_disclosure_commands(product_dir: Path) -> None:
     refused = runner.invoke(cli, ["operator", "add", "erin", "--scope", "read", *context])
     assert refused.exit_code != 0
     # a report through the library (the intake is HTTP only), then the CLI handles it
-    from trustroot.cli.fleet_cmd import fleet_service
     from trustroot.fleet.disclosures import DisclosureReport, receive
+    from trustroot.fleet.service import product_service as fleet_service
     from trustroot.product import open_product
 
     product = open_product(product_dir / "security-context.toml")

@@ -356,8 +356,7 @@ def test_default_pkcs11_module_hint_names_softhsm2(monkeypatch: pytest.MonkeyPat
 
 
 def test_pkcs11_module_that_is_not_a_library_is_broken(tmp_path: Path) -> None:
-    if importlib.util.find_spec("pkcs11") is None:
-        pytest.skip("python-pkcs11 is not installed")
+    assert importlib.util.find_spec("pkcs11") is not None, "python-pkcs11 is a dependency of trustroot"
     module = tmp_path / "libfake.so"
     module.write_bytes(b"not an ELF file")
     got = _pkcs11(module, timeout=30)

@@ -36,6 +36,15 @@ ContextOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the result.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output (alias of --format json).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: text or json.")]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        metavar="URL",
+        help="Fleet store: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
+        " (default: .trustroot/fleet.sqlite).",
+    ),
+]
 
 
 def exit_code(function: Callable[..., int]) -> Callable[..., None]:

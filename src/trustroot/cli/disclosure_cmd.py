@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trustroot.cli._common import ContextOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
-from trustroot.cli.fleet_cmd import DatabaseOpt, fleet_service
+from trustroot.cli._common import ContextOpt, DatabaseOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
+from trustroot.fleet.service import product_service
 
 if TYPE_CHECKING:
     from trustroot.fleet.disclosures import DisclosureView
@@ -76,7 +76,7 @@ def list_(
         wanted = DisclosureState(state) if state else None
     except ValueError:
         raise UsageError(f"--state {state!r}: use received, acknowledged, triaged or closed") from None
-    with fleet_service(open_product_for_cli(context), database) as service:
+    with product_service(open_product_for_cli(context), database) as service:
         found = list_disclosures(service, state=wanted, limit=limit)
     out.result("\n".join(_line(v) for v in found) or "no reports", [_data(v) for v in found])
     return 0
@@ -94,7 +94,7 @@ def overdue(
     from trustroot.fleet.disclosures import rfc3339
 
     out = Output.of(json_flag=json_, quiet=quiet)
-    with fleet_service(open_product_for_cli(context), database) as service:
+    with product_service(open_product_for_cli(context), database) as service:
         found = find(service)
     out.result(
         "\n".join(f"{i.id}  {i.obligation.value:<14} due {rfc3339(i.due)}" for i in found) or "nothing overdue",
@@ -116,7 +116,7 @@ def acknowledge(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         view = run(service, report, actor=product.actor)
     out.result(_detail(view), _data(view))
     return 0
@@ -148,7 +148,7 @@ def triage(
     except ValueError:
         raise UsageError(f"--severity {severity!r}: use low, medium, high or critical") from None
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         view = run(service, report, severity=level, actively_exploited=actively_exploited, actor=product.actor)
     out.result(_detail(view), _data(view))
     return 0
@@ -180,7 +180,7 @@ def fixed(
     if when is not None and when.tzinfo is None:
         raise UsageError(f"--at {at!r}: name the time zone (e.g. ...Z)")
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         view = record_corrective_measure(service, report, available_at=when, actor=product.actor)
     out.result(_detail(view), _data(view))
     return 0
@@ -209,7 +209,7 @@ def close(
     except ValueError:
         raise UsageError(f"--resolution {resolution!r}: use {', '.join(r.value for r in Resolution)}") from None
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         view = run(service, report, how, actor=product.actor)
     out.result(_detail(view), _data(view))
     return 0

@@ -6,62 +6,31 @@ Every command works on the store named by ``--database`` (default: the product's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
+from trustroot.cli._common import (
+    ContextOpt,
+    DatabaseOpt,
+    FormatOpt,
+    JsonOpt,
+    Output,
+    QuietOpt,
+    command,
+    open_product_for_cli,
+)
+from trustroot.fleet.service import database_url_for, product_service
 
 if TYPE_CHECKING:
-    from trustroot.fleet.service import FleetService
-    from trustroot.product import Product
+    pass
 
-__all__ = ["DatabaseOpt", "app", "audit_app", "fleet_service"]
+__all__ = ["app", "audit_app"]
 
 app = typer.Typer(no_args_is_help=True, help="The fleet store: schema, registered devices, audit chain.")
 audit_app = typer.Typer(no_args_is_help=True, help="The fleet's hash-chained audit records.")
 app.add_typer(audit_app, name="audit")
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        metavar="URL",
-        help="Fleet store: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB "
-        "(default: .trustroot/fleet.sqlite).",
-    ),
-]
-
-
-def _database_url(product: Product, database: str | None) -> str:
-    from trustroot.fleet.config import sqlite_url
-
-    return database or sqlite_url(product.state_dir / "fleet.sqlite")
-
-
-@contextmanager
-def fleet_service(product: Product, database: str | None) -> Iterator[FleetService]:
-    """The fleet service of ``product`` over its store, migrated (no network), disposed afterwards."""
-    from trustroot.fleet.config import FleetConfig
-    from trustroot.fleet.service import FleetService
-    from trustroot.fleet.store.migrate import open_store
-
-    url = _database_url(product, database)
-    store = open_store(url)
-    try:
-        yield FleetService(
-            store=store,
-            config=FleetConfig(database_url=url, state_dir=product.state_dir),
-            context=product.context.model,
-            pki_dir=product.pki_dir,
-            keys=product.keys,
-            clock=product.clock,
-        )
-    finally:
-        store.dispose()
 
 
 @command(app, "migrate")
@@ -76,7 +45,7 @@ def migrate(
     from trustroot.fleet.store.migrate import current_revision, head_revision, upgrade
 
     out = Output.of(json_flag=json_, quiet=quiet)
-    engine = make_engine(_database_url(open_product_for_cli(context), database))
+    engine = make_engine(database_url_for(open_product_for_cli(context), database))
     try:
         before = current_revision(engine)
         upgrade(engine)
@@ -113,7 +82,7 @@ def import_batch(
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
     data = read_bounded(manifest, MAX_MANIFEST_BYTES, what="batch manifest")
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         result = run(service, data, actor=product.actor, source=str(manifest))
     if result.already_imported:
         text = f"batch {result.batch}: this manifest was imported already ({result.devices} devices); nothing to do"
@@ -165,7 +134,7 @@ def devices(
     except ValueError:
         raise UsageError(f"--status {status!r}: use active or revoked") from None
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         found = list_devices(service, status=wanted, batch=batch, group=group, limit=limit, offset=offset)
         total = count_devices(service, status=wanted, batch=batch, group=group)
     lines = [
@@ -216,7 +185,7 @@ def audit_verify(
 
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         report = audit_log(service).verify(product.evidence_public_keys())
     signed = (
         f"last signed head seq {report.last_signed_seq} (hash {report.last_signed_hash[:12]}…)"
@@ -256,7 +225,7 @@ def audit_export(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         count = audit_log(service).export_jsonl(out_file)
     out.result(f"{count} audit records written to {out_file}", {"records": count, "path": str(out_file)})
     return 0

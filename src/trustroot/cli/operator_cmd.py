@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trustroot.cli._common import ContextOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
-from trustroot.cli.fleet_cmd import DatabaseOpt, fleet_service
+from trustroot.cli._common import ContextOpt, DatabaseOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
+from trustroot.fleet.service import product_service
 
 if TYPE_CHECKING:
     from trustroot.fleet.operators import OperatorView
@@ -52,7 +52,7 @@ def add(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         made = add_operator(service, name, scope, actor=product.actor)
     out.result(
         f"operator [bold]{name}[/bold] added with scopes {', '.join(made.view.scopes)}\n"
@@ -76,7 +76,7 @@ def list_(
     from trustroot.fleet.operators import list_operators
 
     out = Output.of(json_flag=json_, quiet=quiet)
-    with fleet_service(open_product_for_cli(context), database) as service:
+    with product_service(open_product_for_cli(context), database) as service:
         found = list_operators(service)
     lines = [
         f"{v.name:<24} {','.join(v.scopes):<36} "
@@ -104,7 +104,7 @@ def revoke(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with fleet_service(product, database) as service:
+    with product_service(product, database) as service:
         view = revoke_operator(service, name, actor=product.actor)
     out.result(f"operator {name} revoked", _data(view))
     return 0

@@ -8,19 +8,25 @@ Two Typer groups: :data:`app` (``release publish|list|root``) and :data:`rollout
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from trustroot.cli._common import ContextOpt, FormatOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
+from trustroot.cli._common import (
+    ContextOpt,
+    DatabaseOpt,
+    FormatOpt,
+    JsonOpt,
+    Output,
+    QuietOpt,
+    command,
+    open_product_for_cli,
+)
+from trustroot.fleet.service import product_service
 
 if TYPE_CHECKING:
     from trustroot.fleet.rollouts import RolloutView
-    from trustroot.fleet.service import FleetService
-    from trustroot.product import Product
 
 __all__ = ["app", "rollout_app"]
 
@@ -28,38 +34,6 @@ app = typer.Typer(no_args_is_help=True, help="Signed releases over TUF: publish,
 rollout_app = typer.Typer(
     no_args_is_help=True, help="Staged rollouts of a release: start, status, pause, resume, abort."
 )
-
-DatabaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        metavar="URL",
-        help="Fleet store: sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB "
-        "(default: .trustroot/fleet.sqlite).",
-    ),
-]
-
-
-@contextmanager
-def _service(product: Product, database: str | None) -> Iterator[FleetService]:
-    """A fleet service over the store (no network): what the rollout functions need."""
-    from trustroot.fleet.config import FleetConfig, sqlite_url
-    from trustroot.fleet.service import FleetService
-    from trustroot.fleet.store.migrate import open_store
-
-    url = database or sqlite_url(product.state_dir / "fleet.sqlite")
-    store = open_store(url)
-    try:
-        yield FleetService(
-            store=store,
-            config=FleetConfig(database_url=url, state_dir=product.state_dir),
-            context=product.context.model,
-            pki_dir=product.pki_dir,
-            keys=product.keys,
-            clock=product.clock,
-        )
-    finally:
-        store.dispose()
 
 
 # --- release ---------------------------------------------------------------------------------------
@@ -88,7 +62,7 @@ def publish(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with _service(product, database) as service:
+    with product_service(product, database) as service:
         done = publish_release(product, image, channel=channel, store=service.store, name=name)
     release = done.release
     if done.already_published:
@@ -124,7 +98,7 @@ def list_releases(
 
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     product = open_product_for_cli(context)
-    with _service(product, database) as service:
+    with product_service(product, database) as service:
         releases = rollouts.list_releases(service, channel=channel)
     tuf: list[dict[str, Any]] = []
     if ReleaseRepository.exists(repository_path(product)):
@@ -229,7 +203,7 @@ def start(
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    with _service(product, database) as service:
+    with product_service(product, database) as service:
         view = start_rollout(service, release_id, actor=product.actor, group=group)
     out.result(_render(view), view.as_dict())
     return 0
@@ -253,7 +227,7 @@ def status(
 
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     product = open_product_for_cli(context)
-    with _service(product, database) as service:
+    with product_service(product, database) as service:
         views = (
             [get_rollout(service, rollout_id)]
             if rollout_id is not None
@@ -274,7 +248,7 @@ def _action(name: str, rollout_id: int, database: str | None, context: Path | No
         "advance": rollouts.advance_rollout,
     }[name]
     product = open_product_for_cli(context)
-    with _service(product, database) as service:
+    with product_service(product, database) as service:
         view = function(service, rollout_id, actor=product.actor, **extra)
     out.result(_render(view), view.as_dict())
     return 0

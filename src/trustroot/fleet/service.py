@@ -7,7 +7,8 @@ One instance lives in ``app.state.fleet``; routes reach it through :func:`get_se
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +22,9 @@ from trustroot.fleet.store.db import Store
 
 if TYPE_CHECKING:
     from trustroot.keys.store import KeyStore
+    from trustroot.product import Product
 
-__all__ = ["FleetService", "get_service"]
+__all__ = ["FleetService", "database_url_for", "get_service", "product_service"]
 
 
 def _utcnow() -> datetime:
@@ -47,3 +49,33 @@ def get_service(connection: HTTPConnection) -> FleetService:
     """FastAPI dependency: the service of the application handling this request."""
     service: FleetService = connection.app.state.fleet
     return service
+
+
+def database_url_for(product: Product, database: str | None) -> str:
+    """``database`` if given, else the product's embedded store (``.trustroot/fleet.sqlite``)."""
+    from trustroot.fleet.config import sqlite_url
+
+    return database or sqlite_url(product.state_dir / "fleet.sqlite")
+
+
+@contextlib.contextmanager
+def product_service(product: Product, database: str | None) -> Iterator[FleetService]:
+    """The fleet service of ``product`` over its (migrated) store, without a network; disposed afterwards.
+
+    What the operator commands (fleet, release, rollout, operator, disclosure) work through.
+    """
+    from trustroot.fleet.store.migrate import open_store
+
+    url = database_url_for(product, database)
+    store = open_store(url)
+    try:
+        yield FleetService(
+            store=store,
+            config=FleetConfig(database_url=url, state_dir=product.state_dir),
+            context=product.context.model,
+            pki_dir=product.pki_dir,
+            keys=product.keys,
+            clock=product.clock,
+        )
+    finally:
+        store.dispose()
