@@ -341,21 +341,29 @@ def _bind() -> socket.socket:
     return sock
 
 
-def bare_child(product_dir: Path, workers: int) -> None:
-    """A bare FastAPI app, one POST route, on uvicorn (h11, like trustroot) with the same TLS listener."""
-    import uvicorn
-    from fastapi import FastAPI
+def _report_model() -> Any:
     from pydantic import BaseModel
 
     class Report(BaseModel):
         firmware_version: str
         security_counter: int
 
-    app = FastAPI()
+    return Report
 
-    @app.post(PATH)
-    async def check_in(report: Report) -> dict[str, Any]:
+
+def bare_child(product_dir: Path, workers: int) -> None:
+    """A bare FastAPI app, one POST route, on uvicorn (h11, like trustroot) with the same TLS listener."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    Report = _report_model()
+
+    async def check_in(report: Any) -> dict[str, Any]:
         return {"device_id": "bare", "next_checkin_in_s": 3600, "security_counter": report.security_counter}
+
+    check_in.__annotations__ = {"report": Report, "return": dict[str, Any]}  # a local class: no string annotation
+    app.post(PATH)(check_in)
 
     sock = _bind()
     print(f"bare listening on https://127.0.0.1:{sock.getsockname()[1]}", flush=True)
