@@ -54,8 +54,7 @@ ROOT_PASSPHRASE = "benchmark-root-passphrase"  # noqa: S105
 PATH = "/api/v1/device/check-in"
 BODY = b'{"firmware_version":"1.0.0","security_counter":1}'
 REQUEST = (
-    f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    f"Content-Length: {len(BODY)}\r\n\r\n"
+    f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
 ).encode() + BODY
 START_TIMEOUT_S = 90.0
 WARMUP_S = 3.0
@@ -528,9 +527,10 @@ def _generate(spec: dict[str, Any], cores: str | None, work: Path) -> dict[str, 
 
 def _make_product(work: Path, devices: int) -> tuple[Path, list[tuple[str, str]], list[Any]]:
     """A product, ``devices`` device certificates from its issuing CA (files), and the certificates."""
+    from datetime import UTC, datetime
+
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from datetime import UTC, datetime
 
     from trustroot.keys._interface import KeyRole
     from trustroot.keys.passphrase import fixed_secrets
@@ -573,8 +573,9 @@ def _make_product(work: Path, devices: int) -> tuple[Path, list[tuple[str, str]]
 
 def _register(url: str, certs: list[Any]) -> None:
     """Migrate the store at ``url`` and put the devices in it, as a production batch import would."""
-    from cryptography.hazmat.primitives import serialization
     from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives import serialization
 
     from trustroot.fleet.store.db import Store, make_engine
     from trustroot.fleet.store.migrate import open_store
@@ -587,7 +588,13 @@ def _register(url: str, certs: list[Any]) -> None:
         now = datetime.now(UTC)
         with store.transaction() as session:
             session.add(
-                Batch(id="bench-batch", manifest_sha256="0" * 64, factory="bench", device_count=len(certs), imported_at=now)
+                Batch(
+                    id="bench-batch",
+                    manifest_sha256="0" * 64,
+                    factory="bench",
+                    device_count=len(certs),
+                    imported_at=now,
+                )
             )
             for serial, cert in certs:
                 session.add(
@@ -703,14 +710,26 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
                 configs: list[tuple[str, list[str], str | None]] = [
                     (
                         "bare FastAPI (uvicorn h11)",
-                        [py, "-m", "benchmarks.checkin_bench", "--bare-child", str(product_dir), "--workers", str(workers)],
+                        [
+                            py,
+                            "-m",
+                            "benchmarks.checkin_bench",
+                            "--bare-child",
+                            str(product_dir),
+                            "--workers",
+                            str(workers),
+                        ],
                         None,
                     ),
                     ("trustroot serve, SQLite", [*serve, "--workers", str(workers)], None),
                 ]
                 if pg_url is not None:
                     configs.append(
-                        ("trustroot serve, PostgreSQL", [*serve, "--workers", str(workers), "--database", pg_url], pg_url)
+                        (
+                            "trustroot serve, PostgreSQL",
+                            [*serve, "--workers", str(workers), "--database", pg_url],
+                            pg_url,
+                        )
                     )
                 for name, argv, db in configs:
                     log(f"{name}, {workers} worker(s)")

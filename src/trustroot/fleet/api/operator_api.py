@@ -147,7 +147,7 @@ def get_disclosures(
     operator: Operator,
     state: Annotated[DisclosureState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> list[DisclosureOut]:
     """Reports, newest first."""
     del operator

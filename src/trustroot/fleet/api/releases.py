@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from trustroot.errors import StateError, UsageError
@@ -40,6 +40,8 @@ __all__ = ["SCOPE", "router"]
 SCOPE: Final = "release"
 Operator = Annotated[str, Depends(require_operator(SCOPE))]
 Service = Annotated[FleetService, Depends(get_service)]
+#: A rollout id as the store can hold it (SQLite and PostgreSQL integers are 64-bit signed).
+RolloutId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 # --- bodies and errors ------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ def get_rollouts(
 
 
 @router.get("/rollouts/{rollout_id}")
-def get_rollout(rollout_id: int, service: Service, operator: Operator) -> dict[str, Any]:
+def get_rollout(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """One rollout."""
     return _call(lambda: rollouts.get_rollout(service, rollout_id))
 
@@ -119,26 +121,30 @@ def post_rollout(body: StartRollout, service: Service, operator: Operator) -> di
 
 
 @router.post("/rollouts/{rollout_id}/pause")
-def post_pause(rollout_id: int, service: Service, operator: Operator, body: Reason | None = None) -> dict[str, Any]:
+def post_pause(
+    rollout_id: RolloutId, service: Service, operator: Operator, body: Reason | None = None
+) -> dict[str, Any]:
     """Pause a rollout."""
     reason = body.reason if body is not None else None
     return _call(lambda: rollouts.pause_rollout(service, rollout_id, actor=operator, reason=reason))
 
 
 @router.post("/rollouts/{rollout_id}/resume")
-def post_resume(rollout_id: int, service: Service, operator: Operator) -> dict[str, Any]:
+def post_resume(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """Resume a paused rollout (its failure window starts again)."""
     return _call(lambda: rollouts.resume_rollout(service, rollout_id, actor=operator))
 
 
 @router.post("/rollouts/{rollout_id}/abort")
-def post_abort(rollout_id: int, service: Service, operator: Operator, body: Reason | None = None) -> dict[str, Any]:
+def post_abort(
+    rollout_id: RolloutId, service: Service, operator: Operator, body: Reason | None = None
+) -> dict[str, Any]:
     """Abort a rollout for good."""
     reason = body.reason if body is not None else None
     return _call(lambda: rollouts.abort_rollout(service, rollout_id, actor=operator, reason=reason))
 
 
 @router.post("/rollouts/{rollout_id}/advance")
-def post_advance(rollout_id: int, service: Service, operator: Operator) -> dict[str, Any]:
+def post_advance(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """Start the rollout's next stage now."""
     return _call(lambda: rollouts.advance_rollout(service, rollout_id, actor=operator))
