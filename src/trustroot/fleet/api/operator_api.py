@@ -44,38 +44,8 @@ Service = Annotated[FleetService, Depends(get_service)]
 ReportId = Annotated[str, Path(pattern=r"^VD-[0-9A-F]{16}$", description="The report's tracking id.")]
 
 
-class DisclosureOut(BaseModel):
-    """A report as the API shows it (times RFC 3339)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    state: DisclosureState
-    summary: str
-    details: str
-    affected_versions: list[str]
-    reporter_contact: str | None
-    received_at: datetime
-    acknowledge_due: datetime
-    acknowledged_at: datetime | None
-    triaged_at: datetime | None
-    severity: DisclosureSeverity | None
-    actively_exploited: bool
-    early_warning_due: datetime | None
-    early_warning_at: datetime | None
-    notification_due: datetime | None
-    notification_at: datetime | None
-    corrective_measure_at: datetime | None
-    final_report_due: datetime | None
-    final_report_at: datetime | None
-    closed_at: datetime | None
-    resolution: Resolution | None
-
-    @classmethod
-    def of(cls, view: DisclosureView) -> DisclosureOut:
-        data = dict(view.__dict__)
-        data["affected_versions"] = list(view.affected_versions)
-        return cls(**data)
+#: The response model of every disclosure route: the domain view itself (FastAPI reads dataclasses).
+DisclosureOut = DisclosureView
 
 
 class OverdueOut(BaseModel):
@@ -151,7 +121,7 @@ def get_disclosures(
 ) -> list[DisclosureOut]:
     """Reports, newest first."""
     del operator
-    return [DisclosureOut.of(v) for v in disclosures.list_disclosures(service, state=state, limit=limit, offset=offset)]
+    return list(disclosures.list_disclosures(service, state=state, limit=limit, offset=offset))
 
 
 @router.get("/overdue")
@@ -166,7 +136,7 @@ def get_disclosure(disclosure_id: ReportId, service: Service, operator: Operator
     """One report."""
     del operator
     try:
-        return DisclosureOut.of(disclosures.get_disclosure(service, disclosure_id))
+        return disclosures.get_disclosure(service, disclosure_id)
     except StateError as exc:
         raise _refused(exc) from exc
 
@@ -175,7 +145,7 @@ def get_disclosure(disclosure_id: ReportId, service: Service, operator: Operator
 def post_acknowledge(disclosure_id: ReportId, service: Service, operator: Operator) -> DisclosureOut:
     """Acknowledge a report."""
     try:
-        return DisclosureOut.of(disclosures.acknowledge(service, disclosure_id, actor=operator))
+        return disclosures.acknowledge(service, disclosure_id, actor=operator)
     except StateError as exc:
         raise _refused(exc) from exc
 
@@ -189,7 +159,7 @@ def post_triage(disclosure_id: ReportId, body: TriageIn, service: Service, opera
         )
     except StateError as exc:
         raise _refused(exc) from exc
-    return DisclosureOut.of(view)
+    return view
 
 
 @router.post("/{disclosure_id}/corrective-measure")
@@ -204,7 +174,7 @@ def post_corrective_measure(
         )
     except StateError as exc:
         raise _refused(exc) from exc
-    return DisclosureOut.of(view)
+    return view
 
 
 @router.post("/{disclosure_id}/submitted")
@@ -219,13 +189,13 @@ def post_submitted(disclosure_id: ReportId, body: SubmittedIn, service: Service,
         )
     except StateError as exc:
         raise _refused(exc) from exc
-    return DisclosureOut.of(view)
+    return view
 
 
 @router.post("/{disclosure_id}/close")
 def post_close(disclosure_id: ReportId, body: CloseIn, service: Service, operator: Operator) -> DisclosureOut:
     """Close a report with a resolution (final)."""
     try:
-        return DisclosureOut.of(disclosures.close(service, disclosure_id, body.resolution, actor=operator))
+        return disclosures.close(service, disclosure_id, body.resolution, actor=operator)
     except StateError as exc:
         raise _refused(exc) from exc
