@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -471,16 +471,17 @@ class EvidenceRecord:
             if extra := sorted(str(k) for k in keys - _FIELDS):
                 parts.append("unexpected " + ", ".join(extra))
             raise _InvalidRecordError(f"invalid evidence record: {'; '.join(parts)}", ChainFault.MALFORMED)
+        fields: Any = obj  # each field's type and form is checked in __post_init__
         return cls(
-            v=obj["v"],  # type: ignore[arg-type]  # checked in __post_init__
-            seq=obj["seq"],  # type: ignore[arg-type]
-            time=obj["time"],  # type: ignore[arg-type]
-            actor=obj["actor"],  # type: ignore[arg-type]
-            type=obj["type"],  # type: ignore[arg-type]
-            subject=obj["subject"],  # type: ignore[arg-type]
-            data=obj["data"],  # type: ignore[arg-type]
-            prev=obj["prev"],  # type: ignore[arg-type]
-            hash=obj["hash"],  # type: ignore[arg-type]
+            v=fields["v"],
+            seq=fields["seq"],
+            time=fields["time"],
+            actor=fields["actor"],
+            type=fields["type"],
+            subject=fields["subject"],
+            data=fields["data"],
+            prev=fields["prev"],
+            hash=fields["hash"],
         )
 
     @classmethod

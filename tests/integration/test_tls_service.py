@@ -557,6 +557,10 @@ def test_the_server_certificate_is_renewed_when_due_and_rekeyed_only_when_needed
     san = more.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost", "fleet.example.com"]
 
+    # every issuance, and only an issuance, leaves evidence (first, renewed, more names)
+    issued = [r for r in product.evidence.iter_records() if r.type == "tls.server_certificate.issued"]
+    assert len(issued) == 3 and {r.subject for r in issued} == {"tls-server-1"}
+
     product.keys.revoke("tls-server-1", "test: the key leaked")
     rekeyed = ensure_server_certificate(product, ("127.0.0.1", "localhost", "fleet.example.com"))
     assert rekeyed.key.name == "tls-server-2"

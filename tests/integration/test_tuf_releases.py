@@ -886,3 +886,23 @@ def test_every_release_command_follows_the_conventions() -> None:
             options = {opt for param in command.params for opt in getattr(param, "opts", [])}
             assert {"--context", "--quiet", "--json"} <= options, name
             assert "Example: trustroot " in (command.help or ""), name
+
+
+def test_the_server_runs_the_release_maintenance(product_dir: Path) -> None:
+    """``trustroot serve`` keeps the short-lived TUF timestamp fresh: its runtime carries the maintenance."""
+    from service_fixtures import open_test_product
+
+    from trustroot.fleet.releases.service import ReleaseMaintenance
+    from trustroot.fleet.server import ServeSettings, build_runtime, prepare
+
+    settings = ServeSettings(
+        context=str(product_dir / "security-context.toml"), app_factory="trustroot.web.app:create_app"
+    )
+    product, config = prepare(settings, open_test_product(product_dir))  # what 'trustroot serve' does first
+    runtime = build_runtime(settings, product, config)
+    try:
+        maintenance = runtime.service.parts["release_maintenance"]
+        assert isinstance(maintenance, ReleaseMaintenance)
+        assert 0 < maintenance.interval_s <= 24 * 3600 / 2  # at most half the timestamp's lifetime
+    finally:
+        runtime.service.store.dispose()

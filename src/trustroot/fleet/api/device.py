@@ -10,7 +10,7 @@ Authentication is :func:`trustroot.fleet.auth.require_device` on the whole route
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
@@ -20,7 +20,7 @@ from trustroot.fleet.service import FleetService, get_service
 
 __all__ = ["router"]
 
-_REFUSED = {
+_REFUSED: dict[int | str, dict[str, Any]] = {
     401: {"description": f"No verified device certificate (EN 303 645 provision {PROVISION})."},
     503: {"description": "Overloaded: retry after the Retry-After header's seconds."},
 }
@@ -28,7 +28,7 @@ _REFUSED = {
 router = APIRouter(prefix=DEVICE_PATH_PREFIX, tags=["device"], dependencies=[Depends(require_device)])
 
 
-@router.post("/check-in", response_model=CheckinResponse, responses=_REFUSED)  # type: ignore[arg-type]
+@router.post("/check-in", response_model=CheckinResponse, responses=_REFUSED)
 def post_check_in(
     body: CheckinRequest,
     device: Annotated[DeviceIdentity, Depends(require_device)],
