@@ -124,18 +124,21 @@ def admit(store: Store, key: str, per_window: int, now: datetime) -> int | None:
     with store.transaction() as session:
         serialize_writers(session.connection(), lock_key(f"trustroot.fleet.intake:{key}"))
         _prune(session, oldest)
-        rows = session.execute(
-            select(IntakeCounter.bucket, IntakeCounter.count)
-            .where(IntakeCounter.client_key == key, IntakeCounter.bucket >= oldest)
-            .order_by(IntakeCounter.bucket)
-        ).all()
-        used = sum(row.count for row in rows)
+        rows: list[tuple[int, int]] = [
+            (int(bucket), int(count))
+            for bucket, count in session.execute(
+                select(IntakeCounter.bucket, IntakeCounter.count)
+                .where(IntakeCounter.client_key == key, IntakeCounter.bucket >= oldest)
+                .order_by(IntakeCounter.bucket)
+            )
+        ]
+        used = sum(count for _bucket_, count in rows)
         if used >= per_window:
             freed = 0
-            for row in rows:  # wait until enough of the oldest minutes leave the window
-                freed += row.count
+            for bucket, count in rows:  # wait until enough of the oldest minutes leave the window
+                freed += count
                 if used - freed < per_window:
-                    leaves = (row.bucket + _BUCKETS) * BUCKET_S
+                    leaves = (bucket + _BUCKETS) * BUCKET_S
                     return max(1, math.ceil(leaves - now.timestamp()))
             return math.ceil(WINDOW.total_seconds())  # pragma: no cover - the loop frees every row
         _increment(session, key, current)
