@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from trustroot.errors import StateError
+from trustroot.errors import DisclosureNotFound, StateError
 from trustroot.evidence import JSONValue
 from trustroot.fleet.operators_models import Disclosure, DisclosureSeverity, DisclosureState
 from trustroot.fleet.service import FleetService
@@ -102,10 +102,6 @@ class Obligation(enum.StrEnum):
     EARLY_WARNING = "early_warning"
     NOTIFICATION = "notification"
     FINAL_REPORT = "final_report"
-
-
-class DisclosureNotFound(StateError):
-    """No vulnerability report has this tracking id."""
 
 
 _Text = Annotated[str, Field(min_length=1)]
