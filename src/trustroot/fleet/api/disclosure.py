@@ -89,7 +89,9 @@ async def post_disclosure(request: Request, service: Annotated[FleetService, Dep
     try:
         report = disclosures.DisclosureReport.model_validate_json(body)
     except ValidationError as exc:
-        problems = [{"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+        problems = [
+            {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()
+        ]
         raise HTTPException(422, problems) from None
     view = await anyio.to_thread.run_sync(disclosures.receive, service, report)
     receipt = IntakeReceipt(
