@@ -194,6 +194,7 @@ def _has_input(dependant: Dependant) -> bool:
 
 
 def _credential_statuses(dependant: Dependant) -> set[int]:
+    from trustroot.fleet.api.owner import require_owner
     from trustroot.fleet.auth import require_device
     from trustroot.fleet.operators import OperatorDependency
 
@@ -201,7 +202,7 @@ def _credential_statuses(dependant: Dependant) -> set[int]:
     for call in _dependencies(dependant):
         if isinstance(call, OperatorDependency):
             statuses |= {401, 403}
-        elif call is require_device or getattr(call, "__name__", "") == "require_owner":
+        elif call is require_device or call is require_owner:
             statuses.add(401)
     return statuses
 
