@@ -187,7 +187,7 @@ def _test_unit(raw: Mapping[str, object]) -> TestUnit:
     kind = raw["kind"]
     if kind not in _TEST_KINDS:
         raise ValueError(f"test unit {raw.get('id')!r} has unknown kind {kind!r}")
-    units = raw.get("units", ())
+    units = raw.get("units", [])
     if not isinstance(units, list):
         raise TypeError(f"test unit {raw.get('id')!r}: units must be a list")
     return TestUnit(id=str(raw["id"]), kind=kind, units=tuple(str(u) for u in units))
