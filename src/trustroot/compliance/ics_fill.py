@@ -16,6 +16,7 @@ the file (atomically), so a fill never leaves an invalid ICS behind.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,7 +243,7 @@ def fill_ics(
     mine = {d.provision: d for d in declarations if d.statement.edition == chosen}
     filler.provisions(rows, mine)
     text = tomlkit.dumps(doc)
-    parse_ics(TomlFile(path=target, text=text, data=tomlkit.parse(text).unwrap(), locations=locate_keys(text)))
+    parse_ics(TomlFile(path=target, text=text, data=tomllib.loads(text), locations=locate_keys(text)))
     write_text(target, text)
     return report
 
