@@ -86,6 +86,8 @@ def test_refill_keeps_what_a_person_wrote(context_path: Path) -> None:
     assert ics.model.features["q"].present is False and ics.model.features["q"].source == "user"
     # the person's feature decides applicability: every F(q) row is now N/A
     assert ics.entry("5.6-4A").support == "N/A" and ics.entry("5.6-4A").because == ["F(q)"]  # type: ignore[union-attr]
+    # and no debug interface means no physical debug port: (r) follows (q)
+    assert ics.model.features["r"].present is False and ics.entry("5.6-4B").because == ["F(r)"]  # type: ignore[union-attr]
     assert "# no pads" in path.read_text()  # comments survive
     # a third fill changes nothing
     before = path.read_text()
