@@ -225,7 +225,7 @@ def declarations(context: ContextOpt = None, quiet: QuietOpt = False, json_: Jso
         f"record {d.seq}  [green]signature OK[/green]"
         for d in valid
     ]
-    lines += [f"record {seq}: [red]refused[/red]: {reason}" for seq, reason in refused]
+    lines += [f"[red]refused[/red] {reason}" for _seq, reason in refused]
     data = {
         "valid": [{**d.statement.model_dump(mode="json"), "record": d.record_hash, "seq": d.seq} for d in valid],
         "refused": [{"seq": s, "reason": r} for s, r in refused],

@@ -211,7 +211,7 @@ def verify_declaration(record: EvidenceRecord, keys: KeyStore) -> Declaration:
     try:
         keys.verify(info.name, signed_bytes(statement), signature)
     except KeyStoreError as exc:  # InvalidSignature, or KeyStateError for a revoked key
-        raise DeclarationError(f"{where}: refused: {exc.message}", provision=statement.provision) from exc
+        raise DeclarationError(f"{where}: {exc.message}", provision=statement.provision) from exc
     return Declaration(statement=statement, record_hash=record.hash, seq=record.seq)
 
 

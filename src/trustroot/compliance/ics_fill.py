@@ -140,10 +140,10 @@ class _Filler:
                         del table[label]["digest"]
                     effective[ident] = Fact(value, old.basis)
                     continue
-            if label not in table:
-                table[label] = tomlkit.table()
             content = _fact_content(key, fact)
-            _set(table[label], {**content, "source": "derived", "digest": digest_of(content)})
+            fresh = tomlkit.table()
+            _set(fresh, {**content, "source": "derived", "digest": digest_of(content)})
+            table[label] = fresh
             effective[ident] = fact
         return effective
 
