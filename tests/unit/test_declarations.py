@@ -80,13 +80,14 @@ def test_a_declaration_verifies_from_the_record_and_the_public_key(product: Prod
         ({"signature": base64.b64encode(b"\x00" * 64).decode()}, "does not verify"),
         ({"signature": "!!not base64!!"}, "not base64"),
         ({"statement__extra": "x"}, "malformed"),
+        ({"statement__product": "Other Plug"}, "signed for product 'Other Plug'"),
     ],
 )
 def test_an_edited_declaration_is_refused(product: Product, change: dict[str, object], reason: str) -> None:
     made = declare(product, "5.6-4A", "alice", JUSTIFICATION)
     forged = _forged(_record(product, made.seq), **change)
     with pytest.raises(DeclarationError, match=reason):
-        verify_declaration(forged, product.keys)
+        verify_declaration(forged, product.keys, product="Acme Plug")
 
 
 def test_a_statement_resigned_by_another_declarer_under_alices_name_is_refused(product: Product) -> None:

@@ -39,7 +39,8 @@ def _declarations(product: Product) -> tuple[list[Declaration], list[tuple[int, 
     from trustroot.compliance.declarations import verified_declarations
 
     product.evidence.verify(product.evidence_public_keys())
-    return verified_declarations(product.evidence.iter_records(), product.keys)
+    name = product.context.model.product.name
+    return verified_declarations(product.evidence.iter_records(), product.keys, product=name)
 
 
 @command(app, "fill")
