@@ -96,7 +96,11 @@ def test_entries_for_removed_context_items_are_dropped(context_path: Path) -> No
     [
         ("[[ixit.7-UpdMech]]", "[[ixit.7-UpdateMech]]", "ixit.7-UpdateMech (line"),
         ('id = "UpdMech-TUF"\n', 'id = "UpdMech-TUF"\nsecret_sauce = "x"\n', "unknown field of 7-UpdMech"),
-        ('id = "UpdMech-TUF"\n', 'id = "UpdMech-TUF"\nuser_notification = 3\n', "must be text (got int)"),
+        (
+            'id = "UpdMech-TUF"\n',
+            'id = "UpdMech-TUF"\nuser_notification = 3\n',
+            "Input should be a valid string (got 3)",
+        ),
         ('id = "UpdMech-TUF"', 'id = "AuthMech-DeviceIdentity"', None),  # ids are unique per table only
         ('id = "AuthMech-DeviceIdentity"', 'id = "AuthMech-DevicePassword"', "used twice in 1-AuthMech"),
         ('id = "UpdMech-TUF"', 'id = "has space"', "ixit.7-UpdMech[0].id"),
