@@ -182,3 +182,16 @@ def test_cli_fill_and_check(context_path: Path, capsys: pytest.CaptureFixture[st
     assert checked["ics"]["errors"][0]["line"] > 0
     assert main(["compliance", "catalogue", "5.1-1", "--json", *ctx]) == 0
     assert json.loads(capsys.readouterr().out)["psti"] == ["1(2)"]
+
+
+def test_a_product_without_passwords_makes_the_password_rows_not_applicable(context_path: Path) -> None:
+    set_key(context_path, "identity.password.mode", '"none"')
+    fill_ics(load_context(context_path))
+    ics = load_ics(ics_path(context_path))
+    assert ics.model.features["a"].present is False and ics.model.features["b"].present is False
+    assert ics.entry("5.1-1").because == ["F(a)"] and ics.entry("5.1-2").because == ["F(b)"]  # type: ignore[union-attr]
+    assert ics.entry("5.1-4").support == "N/A"  # type: ignore[union-attr]
+    ics_path(context_path).unlink()
+    fill_ics(load_context(context_path), edition="2.1.1")
+    v2 = load_ics(ics_path(context_path))
+    assert v2.entry("5.1-1").because == ["C(1)"] and v2.entry("5.1-2").because == ["C(2)"]  # type: ignore[union-attr]
