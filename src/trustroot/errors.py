@@ -14,7 +14,8 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   ├── PersonalDataError         (fleet) an undeclared category, an oversized value, no data key
     │   └── RolloutNotFound           (fleet) no release or rollout with that id
     ├── ContextError                  security-context.toml is malformed or violates the schema
-    │   └── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
+    │   ├── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
+    │   └── ComplianceFileError       compliance/ics.toml or ixit.toml is malformed or violates its schema
     ├── KeyStoreError                 key store failures
     │   ├── KeyNotFoundError
     │   ├── KeyExistsError
@@ -49,6 +50,7 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   └── InvalidImageError         (boot/errors.py) an image failed boot-time verification
     ├── PasswordMismatchError         a device password does not match its verifier
     ├── BundleError                   a device bundle does not open (one message: no oracle)
+    ├── DeclarationError              a signed declaration is malformed, forged, edited, or its key unknown
     └── StateError                    product state on disk is inconsistent or already exists
         ├── DeviceDirectoryError      a device directory is incomplete or malformed
         ├── ProductionStateError      the production store is damaged or disagrees with the evidence
@@ -67,9 +69,11 @@ __all__ = [
     "BundleError",
     "ChainValidationError",
     "ClaimCodeError",
+    "ComplianceFileError",
     "ContextError",
     "ContextNotFoundError",
     "CsrError",
+    "DeclarationError",
     "DeviceDirectoryError",
     "DisclosureNotFound",
     "EvidenceChainError",
@@ -159,6 +163,10 @@ class ContextError(TrustrootError):
 
 class ContextNotFoundError(ContextError):
     """No ``security-context.toml`` upward from the directory, and none named."""
+
+
+class ComplianceFileError(ContextError):
+    """``compliance/ics.toml`` or ``compliance/ixit.toml`` is malformed or violates its schema."""
 
 
 class KeyStoreError(TrustrootError):
@@ -263,6 +271,10 @@ class PasswordMismatchError(TrustrootError):
 
 class ClaimCodeError(UsageError):
     """A claim code is malformed, mistyped (its check symbol fails) or does not match its hash."""
+
+
+class DeclarationError(TrustrootError):
+    """A signed declaration is malformed, forged or edited, or its declarer key is unknown or revoked."""
 
 
 class BundleError(TrustrootError):
