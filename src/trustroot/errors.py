@@ -8,6 +8,7 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
 
     TrustrootError
     ├── UnreadableInputError          a file or token cannot be opened or read at all (CLI exit 2)
+    │   └── UntrustedEvidenceError    the evidence an assessment rests on does not verify (broken chain)
     ├── UsageError                    wrong arguments or options (CLI exit 2)
     │   ├── SerialError               a malformed device serial
     │   └── ClaimCodeError            a malformed owner claim code
@@ -86,6 +87,7 @@ __all__ = [
     "TokenError",
     "TrustrootError",
     "UnreadableInputError",
+    "UntrustedEvidenceError",
     "UsageError",
     "WrongSecretError",
 ]
@@ -113,6 +115,11 @@ class TrustrootError(Exception):
 
 class UnreadableInputError(TrustrootError):
     """A file, directory or device cannot be opened or read at all."""
+
+
+class UntrustedEvidenceError(UnreadableInputError):
+    """The evidence an assessment rests on does not verify (an edited, removed or reordered record, a bad
+    checkpoint, a scan report whose digest differs from its record): no verdict is given on it."""
 
 
 class UsageError(TrustrootError):
