@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from trustroot.compliance.verdicts import EvidenceRef
 from trustroot.context.lint import Finding, lint
-from trustroot.context.load import LoadedContext
+from trustroot.context.load import LoadedContext, format_path
 from trustroot.errors import EvidenceError, UnreadableInputError, UntrustedEvidenceError
 from trustroot.evidence import EvidenceLog, EvidenceRecord, VerifyReport
 
@@ -113,7 +113,7 @@ class EvidenceSet:
 
     def setting(self, *path: str | int, note: str = "") -> EvidenceRef:
         """A reference to a key of the context (with its line)."""
-        key = ".".join(str(p) for p in path)
+        key = format_path(path) if path else None
         line = self.context.line_of(tuple(path)) if path else 0
         return EvidenceRef(
             source=self.context_source, type="context", key=key, line=line or None, hash=self.context_sha256, note=note

@@ -232,19 +232,28 @@ def deletion_confirmed(ev: EvidenceSet) -> list[UnitResult]:
 
 @reader("5.12-3")
 def setup_checked(ev: EvidenceSet) -> list[UnitResult]:
-    checks = ev.of_type("context.checked")
+    title = "The set-up as it is now was checked against EN 303 645"
+    checks = [s for s in ev.of_type("context.checked") if s.data.get("ok") is True]
     if not checks:
+        return [inconclusive("5.12-3", 1, title, "no passing context.checked record (trustroot context check)")]
+    current = [s for s in checks if s.data.get("sha256") == ev.context_sha256]
+    if not current:
         return [
-            inconclusive("5.12-3", 1, "The set-up is checked", "no context.checked record (trustroot context check)")
+            inconclusive(
+                "5.12-3",
+                1,
+                title,
+                f"the context changed after its last check ({checks[-1].record.time}); check it again",
+            )
         ]
     return [
         unit(
             "5.12-3",
             1,
-            "The set-up is checked against EN 303 645",
+            title,
             Verdict.PASS,
-            f"trustroot context check ran {len(checks)} time(s), latest {checks[-1].record.time}",
-            [checks[-1].ref()],
+            f"trustroot context check passed on this context (sha256 {ev.context_sha256[:12]}) at {current[-1].record.time}",
+            [current[-1].ref(), ev.setting()],
         )
     ]
 
