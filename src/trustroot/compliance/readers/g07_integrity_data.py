@@ -252,7 +252,8 @@ def setup_checked(ev: EvidenceSet) -> list[UnitResult]:
             1,
             title,
             Verdict.PASS,
-            f"trustroot context check passed on this context (sha256 {ev.context_sha256[:12]}) at {current[-1].record.time}",
+            f"trustroot context check passed on this context (sha256 {ev.context_sha256[:12]}) "
+            f"at {current[-1].record.time}",
             [current[-1].ref(), ev.setting()],
         )
     ]
