@@ -30,6 +30,7 @@ def build_app() -> typer.Typer:
     from trustroot.cli.demo_cmd import demo
     from trustroot.cli.doctor_cmd import doctor
     from trustroot.cli.init_cmd import init
+    from trustroot.cli.scan_cmd import scan
     from trustroot.cli.serve_cmd import serve
 
     app = typer.Typer(
@@ -44,6 +45,7 @@ def build_app() -> typer.Typer:
     app.command("doctor")(exit_code(doctor))
     app.command("demo")(exit_code(demo))
     app.command("serve")(exit_code(serve))
+    app.command("scan")(exit_code(scan))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
     command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
