@@ -8,9 +8,12 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
 
     TrustrootError
     ├── UnreadableInputError          a file or token cannot be opened or read at all (CLI exit 2)
-    │   └── UntrustedEvidenceError    the evidence an assessment rests on does not verify (broken chain)
+    │   ├── UntrustedEvidenceError    the evidence an assessment rests on does not verify (broken chain)
+    │   └── ScanInputError            a scan target that cannot be used: malformed or unknown archive
+    │       └── UnsafeArchiveError    an archive refused: path traversal, link escape, bomb, too many members
     ├── UsageError                    wrong arguments or options (CLI exit 2)
     │   ├── SerialError               a malformed device serial
+    │   ├── BaselineError             a scan baseline file is malformed or an entry has no reason
     │   └── ClaimCodeError            a malformed owner claim code
     ├── ContextError                  security-context.toml is malformed or violates the schema
     │   └── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackupError",
+    "BaselineError",
     "BootError",
     "BundleError",
     "ChainValidationError",
@@ -82,11 +86,13 @@ __all__ = [
     "PolicyRefusal",
     "ProductionStateError",
     "QuotaExceededError",
+    "ScanInputError",
     "SerialError",
     "StateError",
     "TokenError",
     "TrustrootError",
     "UnreadableInputError",
+    "UnsafeArchiveError",
     "UntrustedEvidenceError",
     "UsageError",
     "WrongSecretError",
@@ -278,3 +284,15 @@ class InvalidStationReport(PolicyRefusal):
 
 class InvalidManifest(TrustrootError):
     """A batch manifest was refused: forged, altered or malformed."""
+
+
+class ScanInputError(UnreadableInputError):
+    """A scan target cannot be used: a malformed archive, an unknown format, an unreadable file."""
+
+
+class UnsafeArchiveError(ScanInputError):
+    """An archive was refused before anything escaped: traversal, a link escape, a bomb, too many members."""
+
+
+class BaselineError(UsageError):
+    """A scan baseline file is malformed, or one of its entries has no reason."""

@@ -31,6 +31,7 @@ def build_app() -> typer.Typer:
     from trustroot.cli.demo_cmd import demo
     from trustroot.cli.doctor_cmd import doctor
     from trustroot.cli.init_cmd import init
+    from trustroot.cli.scan_cmd import scan
     from trustroot.cli.serve_cmd import serve
 
     app = typer.Typer(
@@ -46,6 +47,7 @@ def build_app() -> typer.Typer:
     app.command("demo")(exit_code(demo))
     app.command("serve")(exit_code(serve))
     app.command("assess")(exit_code(assess))
+    app.command("scan")(exit_code(scan))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
     command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
