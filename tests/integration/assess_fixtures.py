@@ -141,6 +141,12 @@ def build_product(template: Path, root: Path) -> MadeProduct:
         cli("image", "sign", "fw.bin", "fw-1.0.1.img", "--version", "1.0.1", "--pad-header")
     finally:
         os.chdir(cwd)
+    os.chdir(root)
+    try:  # one scan per target, as a CI pipeline would run the gate
+        cli("scan", "firmware/src", "--fail-on", "high")
+        cli("scan", "firmware/rootfs", "--fail-on", "high")
+    finally:
+        os.chdir(cwd)
     cli("provision", "batch", "--factory", "line-1", "--count", "3", *ctx)
     manifests = sorted((root / ".trustroot" / "production").rglob("manifest-*.json"))
     if not manifests:

@@ -208,3 +208,38 @@ def test_an_edited_fleet_export_stops_the_assessment(product_copy: MadeProduct) 
     path.write_text(text)
     with pytest.raises(UntrustedEvidenceError, match="fleet's exported audit chain"):
         _verdicts(product_copy)
+
+
+#: Provisions decided from the scans of the root file system (all pass on the made product).
+ROOTFS_SCANNED = {
+    "5.1-1", "5.2-3", "5.4-1", "5.4-3", "5.5-1", "5.5-7",
+    "5.6-1", "5.6-2", "5.6-4", "5.6-5", "5.6-7", "5.6-9", "5.13-1",
+}  # fmt: skip
+
+
+def test_plant_a_private_key_in_the_firmware_tree(baseline: dict[str, str], product_copy: MadeProduct) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    planted = product_copy.root / "firmware" / "rootfs" / "etc" / "device-key.pem"
+    planted.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    # The last scan is now older than the tree it covered: nothing it said counts any more.
+    stale = _changed(baseline, _verdicts(product_copy))
+    assert stale == dict.fromkeys(ROOTFS_SCANNED, ("pass", "inconclusive"))
+    # Scanned again, the key is found: exactly the key-storage provisions fail.
+    cwd = Path.cwd()
+    os.chdir(product_copy.root)
+    try:
+        assert main(["scan", "firmware/rootfs", "--fail-on", "high", "--quiet"]) == 1
+    finally:
+        os.chdir(cwd)
+    assert _changed(baseline, _verdicts(product_copy)) == {"5.4-1": ("pass", "fail"), "5.4-3": ("pass", "fail")}
+
+
+def test_a_swapped_scan_report_stops_the_assessment(product_copy: MadeProduct) -> None:
+    report = sorted((product_copy.root / ".trustroot" / "scans").glob("*.sarif"))[-1]
+    document = json.loads(report.read_text())
+    document["runs"][0]["results"] = []
+    report.write_text(json.dumps(document))
+    with pytest.raises(UntrustedEvidenceError, match="changed after the scan"):
+        _verdicts(product_copy)

@@ -122,6 +122,8 @@ def _parse_sarif(document: Mapping[str, Any]) -> list[ScanFinding]:
     found: list[ScanFinding] = []
     for run in document.get("runs", []) or []:
         for result in run.get("results", []) or []:
+            if any(s.get("status", "accepted") == "accepted" for s in result.get("suppressions", []) or []):
+                continue  # accepted in the scan's baseline, with a reason
             props = result.get("properties", {}) or {}
             provisions = props.get("provisions") or props.get("provision") or []
             if isinstance(provisions, str):

@@ -119,6 +119,13 @@ class EvidenceSet:
             source=self.context_source, type="context", key=key, line=line or None, hash=self.context_sha256, note=note
         )
 
+    def chain_ref(self, note: str, *, fleet: bool = False) -> EvidenceRef:
+        """A reference to a whole verified chain (up to its head): for what the chain does NOT contain."""
+        chain = self.chains[-1] if fleet and len(self.chains) > 1 else self.chains[0]
+        return EvidenceRef(
+            source=chain.source, type="evidence-log", seq=chain.head_seq or None, hash=chain.head_hash, note=note
+        )
+
     def lint_findings(self, provision: str, severity: str | None = "error") -> list[Finding]:
         return [f for f in self.lint if f.provision == provision and (severity is None or f.severity == severity)]
 

@@ -62,7 +62,7 @@ def reports_acted_on(ev: EvidenceSet) -> list[UnitResult]:
                 "Reports are acknowledged in time",
                 Verdict.PASS,
                 f"no vulnerability report received; the fleet's audit chain ({ev.fleet_source}) was read",
-                [EvidenceRef(source=ev.fleet_source, type="audit-chain", note="no disclosure records")],
+                [ev.chain_ref("no disclosure record up to this head", fleet=True)],
             )
         ]
     late: list[str] = []

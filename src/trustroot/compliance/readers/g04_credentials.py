@@ -51,7 +51,9 @@ def keys_protected(ev: EvidenceSet) -> list[UnitResult]:
             "No private key was exported in clear",
             Verdict.FAIL if exported else Verdict.PASS,
             f"{len(exported)} private key export(s) recorded" if exported else "no private key left the store" + note,
-            [s.ref() for s in exported] + [s.ref("sanctioned boot-loader export") for s in sanctioned],
+            [s.ref() for s in exported]
+            + [s.ref("sanctioned boot-loader export") for s in sanctioned]
+            + [ev.chain_ref("no key.exported record of private key material up to this head")],
         )
     )
     if any(s.kind in ("rootfs", "image") for s in ev.scans.values()):
