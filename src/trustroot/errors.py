@@ -16,7 +16,8 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   ├── BaselineError             a scan baseline file is malformed or an entry has no reason
     │   └── ClaimCodeError            a malformed owner claim code
     ├── ContextError                  security-context.toml is malformed or violates the schema
-    │   └── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
+    │   ├── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
+    │   └── ComplianceFileError       compliance/ics.toml or ixit.toml is malformed or violates its schema
     ├── KeyStoreError                 key store failures
     │   ├── KeyNotFoundError
     │   ├── KeyExistsError
@@ -46,6 +47,7 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   └── InvalidImageError         (boot/errors.py) an image failed boot-time verification
     ├── PasswordMismatchError         a device password does not match its verifier
     ├── BundleError                   a device bundle does not open (one message: no oracle)
+    ├── DeclarationError              a signed declaration is malformed, forged, edited, or its key unknown
     └── StateError                    product state on disk is inconsistent or already exists
         ├── DeviceDirectoryError      a device directory is incomplete or malformed
         └── ProductionStateError      the production store is damaged or disagrees with the evidence
@@ -60,9 +62,11 @@ __all__ = [
     "BundleError",
     "ChainValidationError",
     "ClaimCodeError",
+    "ComplianceFileError",
     "ContextError",
     "ContextNotFoundError",
     "CsrError",
+    "DeclarationError",
     "DeviceDirectoryError",
     "EvidenceChainError",
     "EvidenceError",
@@ -152,6 +156,10 @@ class ContextError(TrustrootError):
 
 class ContextNotFoundError(ContextError):
     """No ``security-context.toml`` upward from the directory, and none named."""
+
+
+class ComplianceFileError(ContextError):
+    """``compliance/ics.toml`` or ``compliance/ixit.toml`` is malformed or violates its schema."""
 
 
 class KeyStoreError(TrustrootError):
@@ -256,6 +264,10 @@ class PasswordMismatchError(TrustrootError):
 
 class ClaimCodeError(UsageError):
     """A claim code is malformed, mistyped (its check symbol fails) or does not match its hash."""
+
+
+class DeclarationError(TrustrootError):
+    """A signed declaration is malformed, forged or edited, or its declarer key is unknown or revoked."""
 
 
 class BundleError(TrustrootError):

@@ -16,6 +16,7 @@ def build_app() -> typer.Typer:
     from trustroot import __version__
     from trustroot.cli import (
         bootloader_cmd,
+        compliance_cmd,
         context_cmd,
         disclosure_cmd,
         evidence_cmd,
@@ -48,6 +49,7 @@ def build_app() -> typer.Typer:
     app.command("serve")(exit_code(serve))
     app.command("assess")(exit_code(assess))
     app.command("scan")(exit_code(scan))
+    app.command("declare")(exit_code(compliance_cmd.declare))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
     command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
@@ -61,4 +63,5 @@ def build_app() -> typer.Typer:
     app.add_typer(fleet_cmd.app, name="fleet")
     app.add_typer(operator_cmd.app, name="operator")
     app.add_typer(disclosure_cmd.app, name="disclosure")
+    app.add_typer(compliance_cmd.app, name="compliance")
     return app

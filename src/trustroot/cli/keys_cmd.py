@@ -72,20 +72,39 @@ def list_keys(
 
 @command(app, "create")
 def create(
-    role: Annotated[str, typer.Argument(help="Role of the key, e.g. image-encryption or other.")],
-    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Key algorithm.")],
-    name: Annotated[str | None, typer.Option(help="Key name (default: ROLE-GENERATION).")] = None,
+    role: Annotated[str | None, typer.Argument(help="Role of the key, e.g. image-encryption or other.")] = None,
+    role_option: Annotated[str | None, typer.Option("--role", help="The role, as an option (same as ROLE).")] = None,
+    algorithm: Annotated[
+        str | None, typer.Option("--algorithm", "-a", help="Key algorithm (declarer keys default to ed25519).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Key name (default: ROLE-GENERATION; a declarer's own name).")
+    ] = None,
     context: ContextOpt = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> int:
     """Make a new key in the key store (on the token for backend pkcs11).
 
+    A person who signs declarations gets a key of role declarer named after them.
+
     Example: trustroot keys create image-encryption --algorithm ecies-p256
+    Example: trustroot keys create --role declarer --name alice
     """
+    if (role is None) == (role_option is None):
+        raise UsageError("name the role once: trustroot keys create ROLE ... or --role ROLE")
+    chosen = _role(role or role_option or "")
+    if chosen is KeyRole.DECLARER:
+        if name is None:
+            raise UsageError("a declarer key needs --name (the person's name, e.g. --name alice)")
+        algorithm = algorithm or "ed25519"
+        if not _algorithm(algorithm).is_signing:
+            raise UsageError(f"--algorithm {algorithm}: a declarer key signs; use ed25519, ecdsa-p256/p384 or rsa-3072")
+    if algorithm is None:
+        raise UsageError("--algorithm is required for this role")
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)
-    info = product.keys.create(_role(role), _algorithm(algorithm), name=name)
+    info = product.keys.create(chosen, _algorithm(algorithm), name=name)
     product.record("key.created", info.name, _as_dict(info))
     out.result(
         f"created {info.name} ({info.algorithm.value}, {info.backend}) {info.fingerprint[:16]}",

@@ -69,7 +69,7 @@ _SIGNING = frozenset({Algorithm.ECDSA_P256, Algorithm.ECDSA_P384, Algorithm.ED25
 
 
 class KeyRole(enum.StrEnum):
-    """What a key of the root of trust is for. A role has one active key at a time."""
+    """What a key of the root of trust is for. A role has one active key at a time (but ``declarer``, ``other``)."""
 
     ROOT_CA = "root-ca"
     ISSUING_CA = "issuing-ca"
@@ -81,6 +81,9 @@ class KeyRole(enum.StrEnum):
     UPDATE_TIMESTAMP = "update-timestamp"
     FACTORY_SECRET = "factory-secret"  # noqa: S105  (a role name, not a secret)
     EVIDENCE = "evidence"
+    #: A person who signs conformance declarations (``trustroot declare``); one key per person, so
+    #: the role may have several active keys, told apart by name.
+    DECLARER = "declarer"
     #: Any other key a later capability files in the store (TLS server, station, signatory).
     OTHER = "other"
 

@@ -8,8 +8,9 @@ or the new index, never half of one.
 
 Rules kept here, not in the backends:
 
-- a role other than ``other`` has at most one ACTIVE key; a new generation comes only from
-  :meth:`KeyStore.rotate` (the old key becomes RETIRED: it still verifies, it never signs);
+- a role other than ``other`` and ``declarer`` (one key per person) has at most one ACTIVE key; a
+  new generation comes only from :meth:`KeyStore.rotate` (the old key becomes RETIRED: it still
+  verifies, it never signs);
 - ``ecies-x25519`` keys always live in the file backend (SoftHSM2 has no X25519);
 - a key is unlocked at most once per process: handles are cached by (directory, name), so a
   passphrase or PIN is asked once; a key revoked or retired in this process stops signing at once
@@ -673,7 +674,7 @@ class KeyStore:
         raise KeyNotFoundError(f"no key named '{name}' in the key store")
 
     def _refuse_second_active(self, keys: builtins.list[KeyInfo], role: KeyRole) -> None:
-        if role is KeyRole.OTHER:
+        if role in (KeyRole.OTHER, KeyRole.DECLARER):
             return
         for info in keys:
             if info.role is role and info.status is KeyStatus.ACTIVE:
