@@ -159,6 +159,9 @@ def build_product(template: Path, root: Path) -> MadeProduct:
     cli("operator", "add", "alice", "--scope", "read,disclosure", *ctx)
     _disclosure(root)
     cli("release", "publish", str(root / "fw-1.0.1.img"), "--channel", "stable", *ctx)
+    cli("keys", "create", "--role", "declarer", "--name", "jane", *ctx)
+    for provision, justification in DECLARED.items():
+        cli("declare", provision, "--by", "jane", "--justification", justification, "--edition", "2.1.1", *ctx)
     fleet = root / "fleet-audit.jsonl"
     cli("fleet", "audit", "export", "--out", str(fleet), *ctx)
     return MadeProduct(root, fleet)

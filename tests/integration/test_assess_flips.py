@@ -243,3 +243,13 @@ def test_a_swapped_scan_report_stops_the_assessment(product_copy: MadeProduct) -
     report.write_text(json.dumps(document))
     with pytest.raises(UntrustedEvidenceError, match="changed after the scan"):
         _verdicts(product_copy)
+
+
+def test_revoke_the_declarers_key(baseline: dict[str, str], product_copy: MadeProduct) -> None:
+    """Declarations signed by a revoked key no longer count: what they covered is undecided again."""
+    assert (
+        main(["keys", "revoke", "jane", "--reason", "left the company", "--context", str(product_copy.context), "-q"])
+        == 0
+    )
+    declared = {"4-1", "5.1-4", "5.4-2", "5.8-3", "6-1", "6-2", "6-3", "6-5"}
+    assert _changed(baseline, _verdicts(product_copy)) == dict.fromkeys(declared, ("declared", "inconclusive"))

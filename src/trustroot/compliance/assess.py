@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from trustroot.compliance.catalogue import Catalogue, Edition, Provision, load_catalogue
 from trustroot.compliance.cra import cra_clock, notification_drafts, reports
-from trustroot.compliance.declared import Declarations, load_declarations
+from trustroot.compliance.declared import Declarations, load_declarations, load_ics_if_any
 from trustroot.compliance.readers import READERS
 from trustroot.compliance.sources import EvidenceSet, load_evidence
 from trustroot.compliance.verdicts import ProvisionResult, UnitResult, Verdict, count, roll_up
 from trustroot.evidence import format_time
 
 if TYPE_CHECKING:
+    from trustroot.compliance.ics import Ics
     from trustroot.product import Product
 
 __all__ = ["SCHEMA", "Assessment", "FailOn", "assess", "status_text"]
@@ -85,7 +86,21 @@ def _condition_text(catalogue: Catalogue, provision: Provision, reason: str) -> 
     return reason
 
 
-def _decide(ev: EvidenceSet, catalogue: Catalogue, provision: Provision, declarations: Declarations) -> ProvisionResult:
+def _ics_condition(catalogue: Catalogue, because: list[str]) -> str:
+    parts = []
+    for item in because:
+        if item.startswith("C("):
+            number = int(item[2:-1])
+            parts.append(f"condition {number}: {catalogue.conditions.get(number, '')}")
+        elif item.startswith("F("):
+            letter = item[2:-1]
+            parts.append(f"feature ({letter}) absent: {catalogue.features.get(letter, '')}")
+    return "; ".join(parts)
+
+
+def _decide(
+    ev: EvidenceSet, catalogue: Catalogue, provision: Provision, declarations: Declarations, ics: Ics | None
+) -> ProvisionResult:
     result = ProvisionResult(
         id=provision.id,
         section=provision.section,
@@ -100,6 +115,14 @@ def _decide(ev: EvidenceSet, catalogue: Catalogue, provision: Provision, declara
     declaration = declarations.get(provision.id)
     if declaration is not None:
         result.declaration = declaration.as_dict()
+    row = ics.entry(provision.id) if ics is not None else None
+    if row is not None:
+        result.ics = {
+            "support": row.support,
+            "justification": row.justification,
+            "because": list(row.because),
+            "source": row.source,
+        }
     reader = READERS.get(provision.id)
     units: list[UnitResult] = reader(ev) if reader is not None else []
     result.units = units
@@ -109,6 +132,11 @@ def _decide(ev: EvidenceSet, catalogue: Catalogue, provision: Provision, declara
         result.condition = _condition_text(catalogue, provision, units[0].reason)
         return result
     verdict, reason = roll_up([u for u in units if u.verdict is not Verdict.NOT_APPLICABLE])
+    if row is not None and row.support == "N/A" and row.because and verdict is not Verdict.FAIL:
+        result.verdict = Verdict.NOT_APPLICABLE
+        result.condition = _ics_condition(catalogue, list(row.because))
+        result.reason = f"N/A in the ICS ({', '.join(row.because)}): {row.justification}".rstrip(": ")
+        return result
     if reader is None:
         reason = "no tool can check this provision from evidence; a person must declare it"
     if verdict is Verdict.INCONCLUSIVE and declaration is not None:
@@ -155,8 +183,9 @@ def assess(
     """Assess ``product`` at ``now`` against the catalogue of ``edition`` (V2.1.1, the PSTI one)."""
     ev = load_evidence(product, now=now, fleet_evidence=fleet_evidence, database=database)
     catalogue = load_catalogue(edition)
-    declarations = load_declarations(ev, product)
-    provisions = [_decide(ev, catalogue, p, declarations) for p in catalogue]
+    declarations = load_declarations(ev, product, edition)
+    ics = load_ics_if_any(product, edition)
+    provisions = [_decide(ev, catalogue, p, declarations, ics) for p in catalogue]
     return Assessment(
         evidence=ev,
         catalogue=catalogue,

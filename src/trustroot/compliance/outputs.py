@@ -125,7 +125,7 @@ def write_assessment(
     compare_name = compare.name if compare is not None else ""
     model = a.evidence.context.model
     disclosure = model.product.disclosure
-    latest_declaration = next(reversed(list(a.declarations.values())), None) if a.declarations else None
+    latest_declaration = max(a.declarations.valid.values(), key=lambda d: d.time, default=None)
     report_bytes = (json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
     files: dict[str, bytes] = {
         "report.json": report_bytes,

@@ -86,6 +86,10 @@ def to_json(a: Assessment, *, fail_on: FailOn, trends: Sequence[dict[str, Any]] 
         "guidelines": a.guideline_summary(),
         "provisions": [p.as_dict() for p in a.provisions],
         "lint": [f.as_dict() for f in ev.lint],
+        "declarations": {
+            "valid": [d.as_dict() for d in a.declarations.valid.values()],
+            "refused": [{"seq": seq, "reason": reason} for seq, reason in a.declarations.refused],
+        },
         "disclosures": a.disclosures,
         "trends": list(trends),
     }
