@@ -14,7 +14,9 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── UsageError                    wrong arguments or options (CLI exit 2)
     │   ├── SerialError               a malformed device serial
     │   ├── BaselineError             a scan baseline file is malformed or an entry has no reason
-    │   └── ClaimCodeError            a malformed owner claim code
+    │   ├── ClaimCodeError            a malformed owner claim code
+    │   ├── PersonalDataError         (fleet) an undeclared category, an oversized value, no data key
+    │   └── RolloutNotFound           (fleet) no release or rollout with that id
     ├── ContextError                  security-context.toml is malformed or violates the schema
     │   ├── ContextNotFoundError      no context found upward from the directory (CLI exit 2)
     │   └── ComplianceFileError       compliance/ics.toml or ixit.toml is malformed or violates its schema
@@ -34,10 +36,15 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── EvidenceError                 evidence log failures
     │   └── EvidenceChainError        an edited, removed or reordered record, or a bad checkpoint
     ├── PolicyRefusal                 an action that would break an EN 303 645 provision
+    │   ├── OwnershipRefused          (fleet) a claim, transfer or release that may not happen (5.11-1)
+    │   ├── OwnerAuthError            (fleet) no owner API key, or an unknown one
     │   ├── QuotaExceededError        a production token or batch has no room left
     │   ├── InvalidProductionToken    a forged, expired or foreign production token
     │   └── InvalidStationReport      a forged or malformed station report
     ├── InvalidManifest               a forged, altered or malformed batch manifest
+    ├── InvalidOperatorToken          (fleet) not a valid, active operator token (one error for every reason)
+    ├── OwnershipChainError           (fleet) an ownership chain that does not verify (names the link)
+    ├── ReceiptError                  (fleet) a deletion receipt is malformed or its signature does not verify
     ├── ImageError                    firmware images
     │   ├── ImageFormatError          not a well-formed MCUboot image (HexFileError: a bad Intel HEX file)
     │   └── ImageVerificationError    an image does not verify (the one error of verify_image)
@@ -50,7 +57,12 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── DeclarationError              a signed declaration is malformed, forged, edited, or its key unknown
     └── StateError                    product state on disk is inconsistent or already exists
         ├── DeviceDirectoryError      a device directory is incomplete or malformed
-        └── ProductionStateError      the production store is damaged or disagrees with the evidence
+        ├── ProductionStateError      the production store is damaged or disagrees with the evidence
+        └── DisclosureNotFound        (fleet) no vulnerability report has that tracking id
+
+The fleet's device authentication and batch import errors (``DeviceAuthError``, ``BatchImportRefused``,
+``DeviceUnknown``, all :class:`PolicyRefusal`) are still defined in ``trustroot.fleet.auth`` and
+``trustroot.fleet.devices`` (the check-in path) until they move here.
 """
 
 from __future__ import annotations
@@ -68,6 +80,7 @@ __all__ = [
     "CsrError",
     "DeclarationError",
     "DeviceDirectoryError",
+    "DisclosureNotFound",
     "EvidenceChainError",
     "EvidenceError",
     "FlashError",
@@ -76,6 +89,7 @@ __all__ = [
     "ImageFormatError",
     "ImageVerificationError",
     "InvalidManifest",
+    "InvalidOperatorToken",
     "InvalidProductionToken",
     "InvalidSignature",
     "InvalidStationReport",
@@ -85,11 +99,17 @@ __all__ = [
     "KeyNotFoundError",
     "KeyStateError",
     "KeyStoreError",
+    "OwnerAuthError",
+    "OwnershipChainError",
+    "OwnershipRefused",
     "PKIError",
     "PasswordMismatchError",
+    "PersonalDataError",
     "PolicyRefusal",
     "ProductionStateError",
     "QuotaExceededError",
+    "ReceiptError",
+    "RolloutNotFound",
     "ScanInputError",
     "SerialError",
     "StateError",
@@ -308,3 +328,44 @@ class UnsafeArchiveError(ScanInputError):
 
 class BaselineError(UsageError):
     """A scan baseline file is malformed, or one of its entries has no reason."""
+
+
+# -- the fleet service ---------------------------------------------------------------------------
+
+
+class PersonalDataError(UsageError):
+    """Personal data refused: undeclared category, value too large, or no data key for the owner."""
+
+
+class RolloutNotFound(UsageError):
+    """No release or rollout with the id given."""
+
+
+class OwnershipRefused(PolicyRefusal):
+    """A claim, transfer or release that may not happen (wrong or used code, not the owner, ...)."""
+
+    #: The EN 303 645 provision at stake: ownership changes and deletion by the user (5.11-1).
+    PROVISION = "5.11-1"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, provision=self.PROVISION, hint=hint)
+
+
+class OwnerAuthError(PolicyRefusal):
+    """No owner API key, or one the service does not know."""
+
+
+class InvalidOperatorToken(TrustrootError):
+    """A presented token is not a valid, active operator token (one error for every reason)."""
+
+
+class OwnershipChainError(TrustrootError):
+    """An ownership chain that does not verify; the message names the link and the reason."""
+
+
+class ReceiptError(TrustrootError):
+    """A deletion receipt is malformed or its signature does not verify under the given key."""
+
+
+class DisclosureNotFound(StateError):
+    """No vulnerability report has this tracking id."""

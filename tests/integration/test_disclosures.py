@@ -19,7 +19,7 @@ from service_fixtures import InProcess, in_process
 from typer.testing import CliRunner
 
 from trustroot.cli.app import build_app as build_cli
-from trustroot.fleet.api.disclosure import IntakeLimiter
+from trustroot.errors import UsageError
 from trustroot.fleet.disclosures import rfc3339
 from trustroot.fleet.operators import add_operator
 from trustroot.fleet.store.audit import audit_log
@@ -96,17 +96,6 @@ def test_intake_is_rate_limited_per_address(fleet: InProcess) -> None:
     assert request(fleet, "POST", "/api/v1/disclosures", json=REPORT, client="198.51.100.7").status_code == 201
     fleet.now[0] += timedelta(hours=1, seconds=1)
     assert request(fleet, "POST", "/api/v1/disclosures", json=REPORT).status_code == 201
-
-
-def test_limiter_memory_is_bounded() -> None:
-    limiter = IntakeLimiter(2, max_clients=100)
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    for n in range(1000):
-        assert limiter.admit(IntakeLimiter.key(f"10.0.{n // 256}.{n % 256}"), now) is None
-    assert limiter.tracked() == 100
-    # one IPv6 /64 is one client
-    assert IntakeLimiter.key("2001:db8::1") == IntakeLimiter.key("2001:db8::ffff:1")
-    assert IntakeLimiter.key("::ffff:192.0.2.1") == "192.0.2.1"
 
 
 def test_triage_starts_the_cra_clock_from_intake_and_lists_overdue(fleet: InProcess, token: str) -> None:
@@ -204,3 +193,99 @@ def test_cli_operator_and_disclosure_commands(product_dir: Path) -> None:
     closed = run("disclosure", "close", report_id, "--resolution", "fixed")
     assert closed["state"] == "closed"
     assert run("operator", "revoke", "erin")["revoked_at"] is not None
+
+
+def _t(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _steps(view: dict[str, Any]) -> dict[str, tuple[datetime | None, datetime | None, bool]]:
+    return {s["step"]: (_t(s["due"]), _t(s["sent_at"]), s["overdue"]) for s in view["cra_clock"]}
+
+
+def test_the_cra_clock_shows_each_step_and_flags_overdue_ones_as_the_clock_moves(fleet: InProcess, token: str) -> None:
+    intake = fleet.now[0]
+    report_id = request(fleet, "POST", "/api/v1/disclosures", json=REPORT).json()["id"]
+    path = f"/api/v1/disclosures/{report_id}"
+    before = request(fleet, "GET", path, token=token).json()
+    assert before["cra_clock"] == [] and before["overdue"] == []  # not exploited: no CRA clock
+
+    fleet.now[0] = intake + timedelta(hours=25)
+    triage = {"severity": "critical", "actively_exploited": True}
+    assert request(fleet, "POST", f"{path}/triage", token=token, json=triage).status_code == 200
+    view = request(fleet, "GET", path, token=token).json()
+    early, notify = intake + timedelta(hours=24), intake + timedelta(hours=72)
+    assert _steps(view) == {
+        "early_warning": (early, None, True),
+        "notification": (notify, None, False),
+        "final_report": (None, None, False),
+    }
+    assert view["overdue"] == ["early_warning"] and _t(view["as_of"]) == fleet.now[0]
+    assert "CRA Art. 14(2)(c)" in view["cra_clock"][2]["rule"]
+    [listed] = request(fleet, "GET", "/api/v1/disclosures", token=token).json()
+    assert listed["overdue"] == ["early_warning"] and _steps(listed) == _steps(view)
+
+    sent = request(fleet, "POST", f"{path}/submitted", token=token, json={"obligation": "early_warning"})
+    assert sent.json()["overdue"] == [] and _steps(sent.json())["early_warning"][1] == fleet.now[0]
+
+    fleet.now[0] = intake + timedelta(hours=73)
+    assert request(fleet, "GET", path, token=token).json()["overdue"] == ["notification"]
+    fixed = intake + timedelta(days=4)
+    fleet.now[0] = fixed
+    body = {"available_at": fixed.isoformat()}
+    assert request(fleet, "POST", f"{path}/corrective-measure", token=token, json=body).status_code == 200
+    request(fleet, "POST", f"{path}/submitted", token=token, json={"obligation": "notification"})
+
+    fleet.now[0] = fixed + timedelta(days=14, seconds=1)  # the final report: 14 days after the fix
+    view = request(fleet, "GET", path, token=token).json()
+    assert _steps(view)["final_report"] == (fixed + timedelta(days=14), None, True)
+    assert view["overdue"] == ["final_report"]
+    done = request(fleet, "POST", f"{path}/submitted", token=token, json={"obligation": "final_report"}).json()
+    assert done["overdue"] == [] and not any(s["overdue"] for s in done["cra_clock"])
+
+    # the evidence carries the clock as of each change: the assessment needs no service table
+    changes = [r.data for r in audit_log(fleet.service).iter_records() if r.type == "disclosure.changed"]
+    assert isinstance(changes[0], dict) and isinstance(changes[-1], dict)
+    assert changes[0]["overdue"] == ["early_warning"] and changes[0]["as_of"] == rfc3339(intake + timedelta(hours=25))
+    assert [s["step"] for s in changes[0]["cra_clock"]] == ["early_warning", "notification", "final_report"]  # type: ignore[index, union-attr]
+    final = changes[-1]["cra_clock"][2]  # type: ignore[index]
+    assert final["sent_at"] == rfc3339(fleet.now[0]) and final["overdue"] is False  # type: ignore[index]
+
+
+def test_cli_shows_the_cra_clock_and_records_each_step(product_dir: Path) -> None:
+    from trustroot.fleet.disclosures import DisclosureReport, receive
+    from trustroot.fleet.service import product_service as fleet_service
+    from trustroot.product import open_product
+
+    product = open_product(product_dir / "security-context.toml")
+    intake = datetime.now(UTC) - timedelta(hours=30)  # received 30 hours ago
+    with fleet_service(product, None) as service:
+        service.clock = lambda: intake
+        report_id = receive(service, DisclosureReport.model_validate(REPORT)).id
+    runner = CliRunner()
+    cli = build_cli()
+    context = ["--context", str(product_dir)]
+    triaged = runner.invoke(
+        cli, ["disclosure", "triage", report_id, "--severity", "high", "--actively-exploited", *context, "--json"]
+    )
+    assert triaged.exit_code == 0, triaged.output
+    assert json.loads(triaged.output)["overdue"] == ["early_warning"]
+    shown = runner.invoke(cli, ["disclosure", "show", report_id, *context])
+    assert shown.exit_code == 0, shown.output
+    assert "early warning" in shown.output and "OVERDUE" in shown.output and "not sent" in shown.output
+    listed = runner.invoke(cli, ["disclosure", "list", *context])
+    assert "OVERDUE: early_warning" in listed.output
+    at = rfc3339(intake + timedelta(hours=20))
+    sent = runner.invoke(
+        cli, ["disclosure", "report", report_id, "--step", "early-warning", "--at", at, *context, "--json"]
+    )
+    assert sent.exit_code == 0, sent.output
+    view = json.loads(sent.output)
+    assert view["overdue"] == [] and view["cra_clock"][0]["sent_at"] == at
+    wrong = runner.invoke(cli, ["disclosure", "report", report_id, "--step", "early_warning", *context])
+    assert isinstance(wrong.exception, UsageError) and "early-warning, notification or final" in str(wrong.exception)
+    naive = runner.invoke(
+        cli, ["disclosure", "report", report_id, "--step", "final", "--at", "2026-01-01T00:00", *context]
+    )
+    assert isinstance(naive.exception, UsageError) and "time zone" in str(naive.exception)
+    assert runner.invoke(cli, ["disclosure", "overdue", *context]).exit_code == 0

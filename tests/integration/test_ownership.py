@@ -134,7 +134,7 @@ def test_claim_once_transfer_release_and_verify_offline(app: InProcess) -> None:
     first = call(app, "POST", "/api/v1/owners/claim", json={"claim_code": code.lower()}, headers=alice.headers)
     assert first.status_code == 200, first.text
     again = call(app, "POST", "/api/v1/owners/claim", json={"claim_code": code}, headers=mallory.headers)
-    assert again.status_code == 403 and "used already" in again.json()["detail"]
+    assert again.status_code == 403 and "used already" in again.json()["message"]
     typo = call(app, "POST", "/api/v1/owners/claim", json={"claim_code": "0000-0000"}, headers=mallory.headers)
     assert typo.status_code == 422
     assert call(app, "GET", "/api/v1/owners/me/devices", headers=alice.headers).json()["devices"] == [serial]

@@ -16,9 +16,8 @@ Every answer must be: no 5xx; a documented status code, content type and body (s
 (schema-valid) and negative (schema-violating) mode. Findings are collected over all operations (no
 shrinking: the run is bounded) and reported together: operation, request as a curl command, response.
 
-KNOWN_FINDINGS lists, narrowly, what the first run found in the service and its document (reported to
-the lead; src/ unchanged, nothing xfailed): each entry names the operations, the status and the check
-it excuses, and why. Anything else fails the test. Remove an entry when the service is fixed.
+There are no exceptions: every finding fails the test (error answers have the one documented body,
+:class:`trustroot.fleet.api.error_body.ErrorBody`, and every route declares the statuses it can answer).
 
 Bounded: ``MAX_EXAMPLES`` per operation and mode, a fixed seed (``derandomize``), no example database,
 a 10 s timeout per request and a ``BUDGET_S`` deadline for the whole run; about 25-35 s on loopback.
@@ -26,7 +25,6 @@ a 10 s timeout per request and a ``BUDGET_S`` deadline for the whole run; about 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,90 +77,6 @@ LAST = "POST /api/v1/owners/me/delete"
 SQLITE_INT_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class Known:
-    """A finding already reported: these operations (None: any), this status, these checks (None: any)."""
-
-    why: str
-    statuses: frozenset[int]
-    operations: frozenset[str] | None = None
-    codes: frozenset[str] | None = frozenset({"ST103"})
-    when: Callable[[CaseT, requests.Response], bool] | None = None
-
-    def covers(self, label: str, code: str, case: CaseT, response: requests.Response) -> bool:
-        return (
-            response.status_code in self.statuses
-            and (self.operations is None or label in self.operations)
-            and (self.codes is None or code in self.codes)
-            and (self.when is None or self.when(case, response))
-        )
-
-
-def _past_int64(case: CaseT, _: requests.Response) -> bool:
-    values = [*(case.query or {}).values(), *(case.path_parameters or {}).values()]
-    return any(isinstance(v, int) and not isinstance(v, bool) and v > SQLITE_INT_MAX for v in values)
-
-
-def _detail_is_text(_: CaseT, response: requests.Response) -> bool:
-    try:
-        return isinstance(json.loads(response.text).get("detail"), str)
-    except (ValueError, AttributeError):
-        return False
-
-
-def _unparseable_body(_: CaseT, response: requests.Response) -> bool:
-    return response.text == '{"detail":"There was an error parsing the body"}'
-
-
-_REPORT_ID_ROUTES = frozenset(
-    {
-        "GET /api/v1/disclosures/{disclosure_id}",
-        *(
-            f"POST /api/v1/disclosures/{{disclosure_id}}/{action}"
-            for action in ("acknowledge", "triage", "corrective-measure", "submitted", "close")
-        ),
-    }
-)
-_OWNER_ROUTES = frozenset(
-    {
-        "POST /api/v1/owners/claim",
-        "GET /api/v1/owners/me/devices",
-        "GET /api/v1/owners/me/devices/{serial}/ownership",
-        "POST /api/v1/owners/me/devices/{serial}/transfer",
-        "POST /api/v1/owners/me/devices/{serial}/release",
-        "PUT /api/v1/owners/me/devices/{serial}/data/{category}",
-        "GET /api/v1/owners/me/devices/{serial}/data",
-        "POST /api/v1/owners/me/devices/{serial}/delete",
-        "POST /api/v1/owners/me/delete",
-        "GET /api/v1/devices/{serial}/ownership",
-    }
-)
-
-KNOWN_FINDINGS: tuple[Known, ...] = (
-    Known(
-        "FastAPI answers a body that is not JSON with 400; no operation documents 400",
-        frozenset({400}),
-        when=_unparseable_body,
-    ),
-    Known(
-        "an unknown report id is answered 404; the disclosure operator routes do not document 404",
-        frozenset({404}),
-        _REPORT_ID_ROUTES,
-    ),
-    Known(
-        "owner routes answer 401/403/404/413 (owner.py's docstring); the document lists only 200/201 and 422",
-        frozenset({401, 403, 404, 413}),
-        _OWNER_ROUTES,
-    ),
-    Known(
-        "HTTPException(422, <text>): the body's detail is a string, the document's 422 is HTTPValidationError",
-        frozenset({422}),
-        codes=frozenset({"ST108"}),
-        when=_detail_is_text,
-    ),
-)
-
-
 @dataclass
 class Target:
     """The private service and the credentials of each kind of route."""
@@ -174,17 +88,13 @@ class Target:
 
 @dataclass
 class Findings:
-    """What the run found, one example per distinct (operation, problem); known ones apart."""
+    """What the run found, one example per distinct (operation, problem)."""
 
     new: dict[tuple[str, str], str] = field(default_factory=dict)
-    known: dict[tuple[str, str], str] = field(default_factory=dict)
     calls: int = 0
 
-    def add(self, operation: str, problem: str, detail: str, known: Known | None = None) -> None:
-        if known is None:
-            self.new.setdefault((operation, problem), detail)
-        else:
-            self.known.setdefault((operation, problem), f"{detail}\n  known: {known.why}")
+    def add(self, operation: str, problem: str, detail: str) -> None:
+        self.new.setdefault((operation, problem), detail)
 
     @staticmethod
     def report(entries: dict[tuple[str, str], str]) -> str:
@@ -260,10 +170,6 @@ def _boundary_probes(operation: Any) -> list[CaseT]:
     return probes
 
 
-def _known(label: str, code: str, case: CaseT, response: requests.Response) -> Known | None:
-    return next((k for k in KNOWN_FINDINGS if k.covers(label, code, case, response)), None)
-
-
 def _fuzz(
     target: Target,
     operation: Any,
@@ -307,7 +213,7 @@ def _fuzz(
             for failure in exc.exceptions if isinstance(exc, FailureGroup) else [exc]:
                 problem = f"{mode.value}: {failure.code} {failure.title} ({response.status_code})"
                 detail = f"{_describe(case, headers, raw)}\n  check: {failure.message}"
-                findings.add(label, problem, detail, _known(label, failure.code, case, raw))
+                findings.add(label, problem, detail)
 
     if mode is GenerationMode.POSITIVE:
         for probe in _boundary_probes(operation):
@@ -337,7 +243,6 @@ def test_every_operation_conforms_over_tls(target: Target, record_property: Call
     elapsed = time.monotonic() - started
     summary = f"{len(operations)} operations, {findings.calls} requests over TLS in {elapsed:.1f} s"
     record_property("schemathesis", summary)
-    record_property("schemathesis_known_findings", Findings.report(findings.known))
-    print(f"schemathesis: {summary}\nknown findings (KNOWN_FINDINGS):\n{Findings.report(findings.known)}")
+    print(f"schemathesis: {summary}")
     assert elapsed <= BUDGET_S, f"over the {BUDGET_S} s budget ({summary}): requests were cut short"
-    assert not findings.new, f"{len(findings.new)} new finding(s), {summary}:\n\n{Findings.report(findings.new)}"
+    assert not findings.new, f"{len(findings.new)} finding(s), {summary}:\n\n{Findings.report(findings.new)}"

@@ -1,15 +1,19 @@
 """``trustroot disclosure``: vulnerability reports received by the fleet service's intake.
 
-List, acknowledge, triage (severity, actively exploited: starts the EU CRA Art. 14 clock), record a
-corrective measure, close, and list what is overdue. Works on the store named by ``--database``.
+List and show, acknowledge, triage (severity, actively exploited: starts the EU CRA Art. 14 clock),
+record a corrective measure, record each CRA step sent (``report --step``), close, and list what is
+overdue. Works on the store named by ``--database``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from trustroot.cli._common import ContextOpt, DatabaseOpt, JsonOpt, Output, QuietOpt, command, open_product_for_cli
 from trustroot.fleet.service import product_service
@@ -22,35 +26,54 @@ __all__ = ["app"]
 app = typer.Typer(no_args_is_help=True, help="Vulnerability reports: triage, acknowledge, close, CRA deadlines.")
 
 
-def _data(view: DisclosureView) -> dict[str, Any]:
+def _json(value: Any) -> Any:
     from trustroot.fleet.disclosures import rfc3339
 
-    data: dict[str, Any] = {}
-    for key, value in view.__dict__.items():
-        if isinstance(value, datetime):
-            data[key] = rfc3339(value)
-        elif isinstance(value, tuple):
-            data[key] = list(value)
-        else:
-            data[key] = value.value if hasattr(value, "value") else value
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, tuple | list):
+        return [_json(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _json(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _data(view: DisclosureView) -> dict[str, Any]:
+    data: dict[str, Any] = _json(view)
     return data
 
 
 def _line(view: DisclosureView) -> str:
     flag = " [red]ACTIVELY EXPLOITED[/red]" if view.actively_exploited else ""
-    return f"{view.id}  {view.state.value:<12} {view.severity or '-':<8} {view.summary}{flag}"
+    late = f" [red]OVERDUE: {', '.join(o.value for o in view.overdue)}[/red]" if view.overdue else ""
+    summary = escape(view.summary)  # the reporter's text: never Rich markup
+    return f"{view.id}  {view.state.value:<12} {view.severity or '-':<8} {summary}{flag}{late}"
+
+
+_STEP_NAMES: dict[str, str] = {
+    "early_warning": "early warning",
+    "notification": "notification",
+    "final_report": "final report",
+}
 
 
 def _detail(view: DisclosureView) -> str:
-    from trustroot.fleet.disclosures import rfc3339
+    from trustroot.fleet.disclosures import Obligation, rfc3339
 
-    lines = [_line(view), f"  acknowledge by {rfc3339(view.acknowledge_due)}"]
-    if view.actively_exploited:
-        lines += [
-            f"  CRA early warning due {rfc3339(view.early_warning_due)} (sent {rfc3339(view.early_warning_at)})",
-            f"  CRA notification due  {rfc3339(view.notification_due)} (sent {rfc3339(view.notification_at)})",
-            f"  CRA final report due  {rfc3339(view.final_report_due) or 'when a fix is available + 14 days'}",
-        ]
+    acknowledged = f"acknowledged {rfc3339(view.acknowledged_at)}" if view.acknowledged_at else "not acknowledged"
+    late = " [red]OVERDUE[/red]" if Obligation.ACKNOWLEDGE in view.overdue else ""
+    lines = [
+        _line(view),
+        f"  received {rfc3339(view.received_at)}; acknowledge by {rfc3339(view.acknowledge_due)}: {acknowledged}{late}",
+    ]
+    for step in view.cra_clock:
+        name = _STEP_NAMES.get(step.step.value, step.step.value)
+        due = rfc3339(step.due) or "not yet due (no corrective measure recorded)"
+        sent = f"sent {rfc3339(step.sent_at)}" if step.sent_at else "not sent"
+        flag = " [red]OVERDUE[/red]" if step.overdue else ""
+        lines.append(f"  CRA {name:<13} due {due}: {sent}{flag}")
+    if view.cra_clock:
+        lines.append(f"  (as of {rfc3339(view.as_of)}; CRA Art. 14(2), from the intake time)")
     return "\n".join(lines)
 
 
@@ -80,6 +103,74 @@ def list_(
         found = list_disclosures(service, state=wanted, limit=limit)
     out.result("\n".join(_line(v) for v in found) or "no reports", [_data(v) for v in found])
     return 0
+
+
+@command(app, "show")
+def show(
+    report: Annotated[str, typer.Argument(metavar="ID", help="The report's tracking id (VD-...).")],
+    context: ContextOpt = None,
+    database: DatabaseOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Show one report with its deadlines and, if actively exploited, its CRA Art. 14 clock (overdue steps flagged).
+
+    Example: trustroot disclosure show VD-0123456789ABCDEF
+    """
+    from trustroot.fleet.disclosures import get_disclosure
+
+    out = Output.of(json_flag=json_, quiet=quiet)
+    with product_service(open_product_for_cli(context), database) as service:
+        view = get_disclosure(service, report)
+    out.result(_detail(view), _data(view))
+    return 0
+
+
+_STEPS: dict[str, str] = {"early-warning": "early_warning", "notification": "notification", "final": "final_report"}
+
+
+@command(app, "report")
+def report_sent(
+    report: Annotated[str, typer.Argument(metavar="ID", help="The report's tracking id (VD-...).")],
+    step: Annotated[str, typer.Option("--step", help="early-warning, notification or final.")],
+    at: Annotated[
+        str | None, typer.Option("--at", help="When it was sent (RFC 3339 with a time zone; default: now).")
+    ] = None,
+    context: ContextOpt = None,
+    database: DatabaseOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Record that a CRA Art. 14 step of an actively exploited vulnerability was sent to the CSIRT / ENISA.
+
+    Example: trustroot disclosure report VD-0123456789ABCDEF --step early-warning
+    """
+    from trustroot.errors import UsageError
+    from trustroot.fleet.disclosures import Obligation, record_submission
+
+    out = Output.of(json_flag=json_, quiet=quiet)
+    if step not in _STEPS:
+        raise UsageError(f"--step {step!r}: use early-warning, notification or final")
+    when = _aware_time(at, "--at")
+    product = open_product_for_cli(context)
+    with product_service(product, database) as service:
+        view = record_submission(service, report, Obligation(_STEPS[step]), sent_at=when, actor=product.actor)
+    out.result(_detail(view), _data(view))
+    return 0
+
+
+def _aware_time(text: str | None, option: str) -> datetime | None:
+    from trustroot.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not an RFC 3339 time") from None
+    if when.tzinfo is None:
+        raise UsageError(f"{option} {text!r}: name the time zone (e.g. ...Z)")
+    return when
 
 
 @command(app, "overdue")
@@ -169,16 +260,10 @@ def fixed(
 
     Example: trustroot disclosure fixed VD-0123456789ABCDEF --at 2026-03-04T00:00:00Z
     """
-    from trustroot.errors import UsageError
     from trustroot.fleet.disclosures import record_corrective_measure
 
     out = Output.of(json_flag=json_, quiet=quiet)
-    try:
-        when = datetime.fromisoformat(at) if at else None
-    except ValueError:
-        raise UsageError(f"--at {at!r}: not an RFC 3339 time") from None
-    if when is not None and when.tzinfo is None:
-        raise UsageError(f"--at {at!r}: name the time zone (e.g. ...Z)")
+    when = _aware_time(at, "--at")
     product = open_product_for_cli(context)
     with product_service(product, database) as service:
         view = record_corrective_measure(service, report, available_at=when, actor=product.actor)

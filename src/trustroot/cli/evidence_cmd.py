@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from trustroot.cli._common import (
     ContextOpt,
@@ -21,23 +23,42 @@ app = typer.Typer(no_args_is_help=True, help="The product's hash-chained evidenc
 
 
 @command(app, "verify")
-def verify(context: ContextOpt = None, quiet: QuietOpt = False, json_: JsonOpt = False, fmt: FormatOpt = "text") -> int:
-    """Check the chain and every signed checkpoint; report the last signed head.
+def verify(
+    log_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[FILE]",
+            help="An exported evidence log (e.g. from 'trustroot fleet export-evidence'); default: the product's.",
+        ),
+    ] = None,
+    context: ContextOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+    fmt: FormatOpt = "text",
+) -> int:
+    """Check the chain and every signed checkpoint (with the product's evidence keys); report the last signed head.
 
     Exit 1 if a record was edited, removed or reordered, or a checkpoint does not verify.
 
-    Example: trustroot evidence verify
+    Example: trustroot evidence verify fleet-evidence.jsonl
     """
+    from trustroot.errors import UnreadableInputError
+    from trustroot.evidence import EvidenceLog
+
     out = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     product = open_product_for_cli(context)
-    report = product.evidence.verify(product.evidence_public_keys())
+    if log_file is not None and not log_file.is_file():
+        raise UnreadableInputError(f"{log_file}: no such evidence log file")
+    log = product.evidence if log_file is None else EvidenceLog(log_file)
+    report = log.verify(product.evidence_public_keys())
+    which = "evidence log" if log_file is None else f"evidence log {escape(str(log_file))}"
     signed = (
         f"last signed head seq {report.last_signed_seq} (hash {report.last_signed_hash[:12]}…)"
         if report.last_signed_hash
         else "no signed checkpoint yet"
     )
     out.result(
-        f"[green]evidence log OK[/green]: {report.records} records, {signed}, {report.unsigned_tail} after it",
+        f"[green]{which} OK[/green]: {report.records} records, {signed}, {report.unsigned_tail} after it",
         {
             "ok": True,
             "records": report.records,

@@ -208,6 +208,46 @@ def audit_verify(
     return 0
 
 
+@command(app, "export-evidence")
+def export_evidence(
+    out_file: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the JSONL file.")],
+    context: ContextOpt = None,
+    database: DatabaseOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Export the fleet's hash-chained audit records as an evidence log (JSONL) and verify what was written.
+
+    The file has the product evidence format (.trustroot/evidence.jsonl): 'trustroot evidence verify FILE'
+    and the assessment read it as they read the product's own log. Written atomically; exit 1 if the
+    chain in the store does not verify.
+    Example: trustroot fleet export-evidence --out fleet-evidence.jsonl
+    """
+    from trustroot.evidence import EvidenceLog
+    from trustroot.fleet.store.audit import audit_log
+
+    out = Output.of(json_flag=json_, quiet=quiet)
+    product = open_product_for_cli(context)
+    with product_service(product, database) as service:
+        count = audit_log(service).export_jsonl(out_file)
+    report = EvidenceLog(out_file).verify(product.evidence_public_keys())
+    signed = f"last signed head seq {report.last_signed_seq}" if report.last_signed_hash else "no signed checkpoint yet"
+    out.result(
+        f"[green]{count} audit records written to {out_file}[/green] and verified: head seq {report.last_seq}, "
+        f"{signed}, {report.unsigned_tail} after it",
+        {
+            "records": count,
+            "path": str(out_file),
+            "head_seq": report.last_seq,
+            "head_hash": report.head_hash,
+            "last_signed_seq": report.last_signed_seq,
+            "checkpoints": report.checkpoints,
+            "unsigned_tail": report.unsigned_tail,
+        },
+    )
+    return 0
+
+
 @command(audit_app, "export")
 def audit_export(
     out_file: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where to write the JSONL file.")],

@@ -37,6 +37,13 @@ def serve(
         float,
         typer.Option("--tls-reload-interval", help="Seconds between checks for a renewed certificate or new CRL."),
     ] = 60.0,
+    retention_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--retention-interval",
+            help="Seconds between purges of personal data past its retention (default 3600; at most 86400).",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
 ) -> int:
@@ -62,6 +69,7 @@ def serve(
         server_names=tuple(server_name or ()),
         tls_reload_interval_s=tls_reload_interval,
         max_inflight_requests=max_inflight,
+        retention_interval_s=retention_interval,
     )
     out.info(f"starting the fleet service on {host}:{port}")
     code = run(settings)

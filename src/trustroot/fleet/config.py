@@ -19,6 +19,8 @@ class FleetLimits:
     max_inflight_requests: int = 512
     retry_after_seconds: int = 5
     disclosure_per_ip_per_hour: int = 10
+    #: Seconds between two purges of personal data past its retention (trustroot.fleet.retention).
+    retention_interval_s: float = 3600.0
     operator_token_bytes: int = 32
 
 

@@ -19,9 +19,14 @@ the EU CRA Article 14 clock runs FROM THE INTAKE TIME (when the manufacturer bec
 sent (and unacknowledged reports past their acknowledgement deadline). Once set, the actively
 exploited flag cannot be cleared: the clock started.
 
+Views (:class:`DisclosureView`, what the API and the CLI show) carry the CRA clock as of the
+service's clock: ``cra_clock`` lists each step with its rule (:data:`CRA_RULES`), due and sent
+times and an ``overdue`` flag, and ``overdue`` names every missed deadline.
+
 Evidence: ``disclosure.received`` carries only the tracking id (nothing of the reporter);
-``disclosure.changed`` carries the change, the state, severity, flag and every due time as an
-RFC 3339 string (``2026-03-01T12:00:00Z``), which the assessment reads.
+``disclosure.changed`` carries the change, the state, severity, flag and every due and sent time as
+an RFC 3339 string (``2026-03-01T12:00:00Z``), plus ``cra_clock`` and ``overdue`` as of the change
+(``as_of``), so the assessment reads the whole clock from evidence, without the service's tables.
 
 Errors: :class:`DisclosureNotFound` (a :class:`~trustroot.errors.StateError`) for an unknown id,
 :class:`~trustroot.errors.StateError` for a step the report's state does not allow.
@@ -29,6 +34,7 @@ Errors: :class:`DisclosureNotFound` (a :class:`~trustroot.errors.StateError`) fo
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import secrets
 from dataclasses import dataclass
@@ -39,16 +45,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from trustroot.errors import StateError
+from trustroot.errors import DisclosureNotFound, StateError
 from trustroot.evidence import JSONValue
 from trustroot.fleet.operators_models import Disclosure, DisclosureSeverity, DisclosureState
 from trustroot.fleet.service import FleetService
 from trustroot.fleet.store.audit import SERVICE_ACTOR, record
 
 __all__ = [
+    "CRA_RULES",
     "EARLY_WARNING_WITHIN",
     "FINAL_REPORT_WITHIN",
     "NOTIFICATION_WITHIN",
+    "CraStep",
     "DisclosureNotFound",
     "DisclosureReport",
     "DisclosureView",
@@ -96,10 +104,6 @@ class Obligation(enum.StrEnum):
     FINAL_REPORT = "final_report"
 
 
-class DisclosureNotFound(StateError):
-    """No vulnerability report has this tracking id."""
-
-
 _Text = Annotated[str, Field(min_length=1)]
 
 
@@ -118,6 +122,26 @@ class DisclosureReport(BaseModel):
     reporter_contact: Annotated[str, Field(min_length=3, max_length=256)] | None = Field(
         default=None, description="How to reach the reporter (optional; never published or put in evidence)."
     )
+
+
+#: The CRA Art. 14(2) step of each obligation, and the rule its deadline follows.
+CRA_RULES: Final[dict[Obligation, str]] = {
+    Obligation.EARLY_WARNING: "CRA Art. 14(2)(a): early warning within 24 hours of becoming aware (intake)",
+    Obligation.NOTIFICATION: "CRA Art. 14(2)(b): vulnerability notification within 72 hours of becoming aware (intake)",
+    Obligation.FINAL_REPORT: "CRA Art. 14(2)(c): final report no later than 14 days after a corrective or "
+    "mitigating measure is available (not due before one is)",
+}
+
+
+@dataclass(frozen=True)
+class CraStep:
+    """One step of the CRA Art. 14(2) clock of an actively exploited vulnerability, as of the view's time."""
+
+    step: Obligation
+    rule: str
+    due: datetime | None
+    sent_at: datetime | None
+    overdue: bool
 
 
 @dataclass(frozen=True)
@@ -145,9 +169,29 @@ class DisclosureView:
     final_report_at: datetime | None
     closed_at: datetime | None
     resolution: Resolution | None
+    #: The CRA Art. 14(2) steps (empty unless actively exploited), each flagged overdue as of ``as_of``.
+    cra_clock: tuple[CraStep, ...] = ()
+    #: Every deadline missed as of ``as_of`` (acknowledgement and CRA steps), earliest first.
+    overdue: tuple[Obligation, ...] = ()
+    #: The time the overdue flags were computed at.
+    as_of: datetime | None = None
 
     @classmethod
-    def of(cls, row: Disclosure) -> DisclosureView:
+    def of(cls, row: Disclosure, now: datetime | None = None) -> DisclosureView:
+        """The view of ``row``; with ``now``, its CRA clock and overdue flags as of then."""
+        view = cls._plain(row)
+        if now is None:
+            return view
+        missed = _missed(view, now)
+        late = {item.obligation for item in missed}
+        clock = tuple(
+            CraStep(step=step, rule=rule, due=due, sent_at=sent, overdue=step in late)
+            for step, rule, due, sent in _cra_steps(view)
+        )
+        return dataclasses.replace(view, cra_clock=clock, overdue=tuple(item.obligation for item in missed), as_of=now)
+
+    @classmethod
+    def _plain(cls, row: Disclosure) -> DisclosureView:
         return cls(
             id=row.id,
             state=DisclosureState(row.state),
@@ -212,7 +256,7 @@ def receive(service: FleetService, report: DisclosureReport) -> DisclosureView:
         session.add(row)
         session.flush()
         record(service, "disclosure.received", row.id, {"id": row.id}, SERVICE_ACTOR, session=session)
-    return DisclosureView.of(row)
+    return DisclosureView.of(row, now)
 
 
 def _load(session: Session, disclosure_id: str) -> Disclosure:
@@ -229,7 +273,8 @@ def _open(session: Session, disclosure_id: str) -> Disclosure:
     return row
 
 
-def _changed(service: FleetService, session: Session, row: Disclosure, change: str, actor: str) -> None:
+def _changed(service: FleetService, session: Session, row: Disclosure, change: str, actor: str) -> DisclosureView:
+    view = DisclosureView.of(row, service.clock())
     data: dict[str, JSONValue] = {
         "id": row.id,
         "change": change,
@@ -247,14 +292,28 @@ def _changed(service: FleetService, session: Session, row: Disclosure, change: s
         "final_report_due": rfc3339(row.final_report_due),
         "final_report_at": rfc3339(row.final_report_at),
         "resolution": row.resolution,
+        # the CRA Art. 14(2) clock as of this change: each step's rule, due and sent times, overdue flag
+        "as_of": rfc3339(view.as_of),
+        "cra_clock": [
+            {
+                "step": step.step.value,
+                "rule": step.rule,
+                "due": rfc3339(step.due),
+                "sent_at": rfc3339(step.sent_at),
+                "overdue": step.overdue,
+            }
+            for step in view.cra_clock
+        ],
+        "overdue": [obligation.value for obligation in view.overdue],
     }
     record(service, "disclosure.changed", row.id, data, actor, session=session)
+    return view
 
 
 def get_disclosure(service: FleetService, disclosure_id: str) -> DisclosureView:
     """One report; :class:`DisclosureNotFound` if there is none."""
     with service.store.transaction() as session:
-        return DisclosureView.of(_load(session, disclosure_id))
+        return DisclosureView.of(_load(session, disclosure_id), service.clock())
 
 
 def list_disclosures(
@@ -265,8 +324,9 @@ def list_disclosures(
     if state is not None:
         query = query.where(Disclosure.state == state.value)
     query = query.limit(max(1, min(limit, _MAX_LIST))).offset(max(0, offset))
+    now = service.clock()
     with service.store.transaction() as session:
-        return [DisclosureView.of(row) for row in session.scalars(query)]
+        return [DisclosureView.of(row, now) for row in session.scalars(query)]
 
 
 def acknowledge(service: FleetService, disclosure_id: str, *, actor: str) -> DisclosureView:
@@ -277,8 +337,7 @@ def acknowledge(service: FleetService, disclosure_id: str, *, actor: str) -> Dis
             raise StateError(f"vulnerability report {disclosure_id} was acknowledged already")
         row.acknowledged_at = service.clock()
         row.state = DisclosureState.ACKNOWLEDGED.value
-        _changed(service, session, row, "acknowledged", actor)
-        return DisclosureView.of(row)
+        return _changed(service, session, row, "acknowledged", actor)
 
 
 def triage(
@@ -309,8 +368,7 @@ def triage(
             row.notification_due = row.received_at + NOTIFICATION_WITHIN
             if row.corrective_measure_at is not None:
                 row.final_report_due = row.corrective_measure_at + FINAL_REPORT_WITHIN
-        _changed(service, session, row, "triaged", actor)
-        return DisclosureView.of(row)
+        return _changed(service, session, row, "triaged", actor)
 
 
 def record_corrective_measure(
@@ -325,8 +383,7 @@ def record_corrective_measure(
         row.corrective_measure_at = at
         if row.actively_exploited:
             row.final_report_due = at + FINAL_REPORT_WITHIN
-        _changed(service, session, row, "corrective_measure", actor)
-        return DisclosureView.of(row)
+        return _changed(service, session, row, "corrective_measure", actor)
 
 
 def record_submission(
@@ -351,8 +408,7 @@ def record_submission(
             row.final_report_at = at
         else:
             raise StateError(f"{obligation.value} is not a CRA Article 14 submission")
-        _changed(service, session, row, f"{obligation.value}_sent", actor)
-        return DisclosureView.of(row)
+        return _changed(service, session, row, f"{obligation.value}_sent", actor)
 
 
 def close(service: FleetService, disclosure_id: str, resolution: Resolution, *, actor: str) -> DisclosureView:
@@ -365,23 +421,31 @@ def close(service: FleetService, disclosure_id: str, resolution: Resolution, *, 
         row.closed_at = now
         row.resolution = resolution.value
         row.state = DisclosureState.CLOSED.value
-        _changed(service, session, row, "closed", actor)
-        return DisclosureView.of(row)
+        return _changed(service, session, row, "closed", actor)
+
+
+def _cra_steps(view: DisclosureView) -> list[tuple[Obligation, str, datetime | None, datetime | None]]:
+    if not view.actively_exploited:
+        return []
+    return [
+        (Obligation.EARLY_WARNING, CRA_RULES[Obligation.EARLY_WARNING], view.early_warning_due, view.early_warning_at),
+        (Obligation.NOTIFICATION, CRA_RULES[Obligation.NOTIFICATION], view.notification_due, view.notification_at),
+        (Obligation.FINAL_REPORT, CRA_RULES[Obligation.FINAL_REPORT], view.final_report_due, view.final_report_at),
+    ]
 
 
 def _missed(view: DisclosureView, now: datetime) -> list[OverdueItem]:
     checks: list[tuple[Obligation, datetime | None, datetime | None]] = [
-        (Obligation.EARLY_WARNING, view.early_warning_due, view.early_warning_at),
-        (Obligation.NOTIFICATION, view.notification_due, view.notification_at),
-        (Obligation.FINAL_REPORT, view.final_report_due, view.final_report_at),
+        (step, due, sent) for step, _rule, due, sent in _cra_steps(view)
     ]
     if view.state is not DisclosureState.CLOSED:
         checks.insert(0, (Obligation.ACKNOWLEDGE, view.acknowledge_due, view.acknowledged_at))
-    return [
+    found = [
         OverdueItem(id=view.id, obligation=obligation, due=due)
         for obligation, due, done in checks
         if due is not None and done is None and due <= now
     ]
+    return sorted(found, key=lambda item: item.due)
 
 
 def overdue(service: FleetService, *, now: datetime | None = None) -> list[OverdueItem]:

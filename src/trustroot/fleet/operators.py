@@ -50,7 +50,7 @@ from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from trustroot.errors import StateError, TrustrootError, UsageError
+from trustroot.errors import InvalidOperatorToken, StateError, UsageError
 from trustroot.evidence import EvidenceRecord
 from trustroot.fleet.operators_models import Operator
 from trustroot.fleet.service import FleetService, get_service
@@ -83,10 +83,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 #: last_used_at is written at most this often per operator (a read is not a write per request).
 _LAST_USED_RESOLUTION: Final = timedelta(seconds=60)
 _WWW_AUTHENTICATE: Final = 'Bearer realm="trustroot-operator"'
-
-
-class InvalidOperatorToken(TrustrootError):
-    """A presented token is not a valid, active operator token (one error for every reason)."""
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from trustroot.errors import PolicyRefusal, TrustrootError, UsageError
+from trustroot.errors import (
+    OwnerAuthError,
+    OwnershipChainError,
+    OwnershipRefused,
+    UsageError,
+)
 from trustroot.fleet.ownership_models import DeviceClaimCode, DeviceOwnership, OwnerAccount, OwnershipLink
 from trustroot.fleet.receipts import canonical_json, service_signing_key
 from trustroot.fleet.service import FleetService
@@ -110,21 +115,6 @@ _MAX_LINKS: Final = 10_000
 _HEX = frozenset("0123456789abcdef")
 
 Kind = Literal["claim", "transfer", "release"]
-
-
-class OwnershipRefused(PolicyRefusal):
-    """A claim, transfer or release that may not happen (wrong or used code, not the owner, ...)."""
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, provision=PROVISION, hint=hint)
-
-
-class OwnerAuthError(PolicyRefusal):
-    """No owner API key, or one the service does not know."""
-
-
-class OwnershipChainError(TrustrootError):
-    """An ownership chain that does not verify; the message names the link and the reason."""
 
 
 @dataclass(frozen=True)

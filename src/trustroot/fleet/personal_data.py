@@ -36,7 +36,7 @@ Errors::
     PolicyRefusal
     └── OwnershipRefused       (trustroot.fleet.ownership) the device is not the owner's
 
-``PersonalDataError`` is defined here until it moves to :mod:`trustroot.errors`.
+The classes live in :mod:`trustroot.errors`; they stay importable from here.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from trustroot.errors import KeyExistsError, UsageError
+from trustroot.errors import KeyExistsError, PersonalDataError
 from trustroot.fleet.ownership import (
     Owner,
     OwnershipRefused,
@@ -100,10 +100,6 @@ SCRUBBED_TABLES: Final = ("personal_data", "owner_data_keys")
 _LOCK: Final = lock_key("trustroot.fleet.personal_data")
 _NONCE = 12
 _CHECKPOINT_TRIES = 5
-
-
-class PersonalDataError(UsageError):
-    """Personal data refused: undeclared category, value too large, or no data key for the owner."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any, Final
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from trustroot.errors import KeyExistsError, TrustrootError
+from trustroot.errors import KeyExistsError, ReceiptError
 from trustroot.keys._interface import Algorithm, KeyHandle, KeyRole, KeyStatus, public_key_fingerprint
 from trustroot.keys.store import KeyStore
 
@@ -68,10 +68,6 @@ _FIELDS: Final = frozenset(
         "time",
     }
 )
-
-
-class ReceiptError(TrustrootError):
-    """A deletion receipt is malformed or its signature does not verify under the given key."""
 
 
 def canonical_json(value: object) -> bytes:

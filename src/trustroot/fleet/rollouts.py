@@ -56,6 +56,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from trustroot.context.schema import RolloutStage
+from trustroot.errors import RolloutNotFound as NotFound
 from trustroot.errors import StateError, UsageError
 from trustroot.fleet.releases.models import InstallOutcome, InstallResult, Release, Rollout, RolloutOffer, RolloutState
 from trustroot.fleet.store._locks import lock_key, serialize_writers
@@ -104,10 +105,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 _log = logging.getLogger(__name__)
-
-
-class NotFound(UsageError):
-    """No release or rollout with the id given."""
 
 
 # --- the pure core ---------------------------------------------------------------------------------

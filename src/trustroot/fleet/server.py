@@ -14,6 +14,9 @@ Then each serving process (the parent itself with one worker, else N spawned wor
 application (:func:`build_app` around the factory the settings name: ``fleet`` never imports
 ``web``, the CLI names ``trustroot.web.app:create_app``), and runs uvicorn with
 :class:`~trustroot.fleet.uvicorn_tls.TlsH11Protocol`.
+Each serving process also runs the upkeep threads: the release maintenance (TUF timestamp, due
+rollout stages; :mod:`trustroot.fleet.releases.service`) and the personal-data retention purge
+(:mod:`trustroot.fleet.retention`); both are safe to run in every worker at once.
 Workers share nothing but the store (SQLite in WAL mode, or PostgreSQL) and the product's files: the
 service keeps no state of its own between requests.
 
@@ -45,6 +48,7 @@ from typing import Any, Final, cast
 from trustroot.errors import UsageError
 from trustroot.fleet.config import FleetConfig, FleetLimits, sqlite_url
 from trustroot.fleet.releases.service import ReleaseMaintenance
+from trustroot.fleet.retention import RETENTION_PART, RetentionMaintenance
 from trustroot.fleet.server_cert import ProductTlsSource, ensure_server_certificate, server_names
 from trustroot.fleet.service import FleetService
 from trustroot.fleet.tls import ServerTLS
@@ -52,6 +56,7 @@ from trustroot.product import Product, open_product
 
 __all__ = [
     "FORWARDED_SECRET_ENV",
+    "MAX_RETENTION_INTERVAL_S",
     "MIN_FORWARDED_SECRET_CHARS",
     "SETTINGS_ENV",
     "AppFactory",
@@ -77,6 +82,9 @@ SETTINGS_ENV: Final = "TRUSTROOT_SERVE_SETTINGS"
 #: The shared secret of the front proxy; setting it switches forwarded-certificate mode on.
 FORWARDED_SECRET_ENV: Final = "TRUSTROOT_FORWARDED_CERT_SECRET"  # noqa: S105 - a variable name
 MIN_FORWARDED_SECRET_CHARS: Final = 16
+#: The longest gap between two retention purges ``--retention-interval`` accepts (personal data is kept
+#: at most this long past its retention).
+MAX_RETENTION_INTERVAL_S: Final = 86400.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class ServeSettings:
     server_names: tuple[str, ...] = ()
     tls_reload_interval_s: float = 60.0
     max_inflight_requests: int | None = None
+    retention_interval_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -106,6 +115,11 @@ class ServeSettings:
             raise UsageError(f"--tls-reload-interval {self.tls_reload_interval_s}: must be positive")
         if self.max_inflight_requests is not None and self.max_inflight_requests < 1:
             raise UsageError(f"--max-inflight {self.max_inflight_requests}: must be at least 1")
+        if self.retention_interval_s is not None and not 0 < self.retention_interval_s <= MAX_RETENTION_INTERVAL_S:
+            raise UsageError(
+                f"--retention-interval {self.retention_interval_s}: use more than 0 and at most "
+                f"{MAX_RETENTION_INTERVAL_S:g} seconds (a day)"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -134,6 +148,8 @@ def fleet_config(settings: ServeSettings, product: Product) -> FleetConfig:
     limits = FleetLimits()
     if settings.max_inflight_requests is not None:
         limits = dataclasses.replace(limits, max_inflight_requests=settings.max_inflight_requests)
+    if settings.retention_interval_s is not None:
+        limits = dataclasses.replace(limits, retention_interval_s=settings.retention_interval_s)
     return FleetConfig(
         database_url=settings.database_url or sqlite_url(product.state_dir / "fleet.sqlite"),
         state_dir=product.state_dir,
@@ -238,6 +254,8 @@ def build_runtime(
     service.parts["tls"] = tls
     # refreshes the short-lived TUF timestamp and advances due rollout stages, in a daemon thread
     service.parts["release_maintenance"] = ReleaseMaintenance(service)
+    # deletes personal data past its retention, in a daemon thread (one purge at a time across workers)
+    service.parts[RETENTION_PART] = RetentionMaintenance(service)
     app = build_app(service, load_app_factory(settings.app_factory))
     return Runtime(settings=settings, product=product, tls=tls, service=service, app=app)
 
@@ -253,6 +271,7 @@ def _runtime_from_env() -> Runtime:
         runtime = build_runtime(ServeSettings.from_json(text))
         runtime.tls.start()
         runtime.service.parts["release_maintenance"].start()
+        runtime.service.parts[RETENTION_PART].start()
         _RUNTIME.append(runtime)
     return _RUNTIME[0]
 
@@ -346,10 +365,13 @@ def serve(settings: ServeSettings) -> int:
     _log_listening(sock, 1)
     runtime.tls.start()
     maintenance = runtime.service.parts["release_maintenance"]
+    retention = runtime.service.parts[RETENTION_PART]
     maintenance.start()
+    retention.start()
     try:
         uvicorn.Server(uv_config).run(sockets=[sock])
     finally:
+        retention.stop()
         maintenance.stop()
         runtime.tls.stop()
         runtime.service.store.dispose()

@@ -1,7 +1,8 @@
 """Assemble the one ASGI application served by ``trustroot serve``.
 
 The fleet API comes from ``trustroot.fleet.api``; the console joins it in a later capability.
-One OpenAPI document covers every route.
+One OpenAPI document covers every route; every error answer has the one documented body
+(:mod:`trustroot.fleet.api.error_body`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 
 from trustroot import __version__
 from trustroot.fleet.api import routers
+from trustroot.fleet.api.error_body import document_errors, install_error_handlers
 from trustroot.fleet.service import FleetService
 
 __all__ = ["create_app"]
@@ -28,4 +30,6 @@ def create_app(service: FleetService) -> FastAPI:
     app.state.fleet = service
     for router in routers():
         app.include_router(router)
+    install_error_handlers(app)
+    document_errors(app)
     return app

@@ -97,6 +97,12 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     403: {"description": f"The token lacks the {SCOPE!r} scope."},
 }
 
+_NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {404: {"description": "No report has this id."}}
+_CHANGE: Final[dict[int | str, dict[str, Any]]] = {
+    **_NOT_FOUND,
+    409: {"description": "The report's state does not allow this change."},
+}
+
 router = APIRouter(prefix="/api/v1/disclosures", tags=["disclosure"], responses=_ERRORS)
 
 
@@ -131,7 +137,7 @@ def get_overdue(service: Service, operator: Operator) -> list[OverdueOut]:
     return [OverdueOut(id=i.id, obligation=i.obligation, due=i.due) for i in disclosures.overdue(service)]
 
 
-@router.get("/{disclosure_id}")
+@router.get("/{disclosure_id}", responses=_NOT_FOUND)
 def get_disclosure(disclosure_id: ReportId, service: Service, operator: Operator) -> DisclosureOut:
     """One report."""
     del operator
@@ -141,7 +147,7 @@ def get_disclosure(disclosure_id: ReportId, service: Service, operator: Operator
         raise _refused(exc) from exc
 
 
-@router.post("/{disclosure_id}/acknowledge")
+@router.post("/{disclosure_id}/acknowledge", responses=_CHANGE)
 def post_acknowledge(disclosure_id: ReportId, service: Service, operator: Operator) -> DisclosureOut:
     """Acknowledge a report."""
     try:
@@ -150,7 +156,7 @@ def post_acknowledge(disclosure_id: ReportId, service: Service, operator: Operat
         raise _refused(exc) from exc
 
 
-@router.post("/{disclosure_id}/triage")
+@router.post("/{disclosure_id}/triage", responses=_CHANGE)
 def post_triage(disclosure_id: ReportId, body: TriageIn, service: Service, operator: Operator) -> DisclosureOut:
     """Set severity and the actively exploited flag (starts the CRA Art. 14 clock)."""
     try:
@@ -162,7 +168,7 @@ def post_triage(disclosure_id: ReportId, body: TriageIn, service: Service, opera
     return view
 
 
-@router.post("/{disclosure_id}/corrective-measure")
+@router.post("/{disclosure_id}/corrective-measure", responses=_CHANGE)
 def post_corrective_measure(
     disclosure_id: ReportId, body: CorrectiveIn, service: Service, operator: Operator
 ) -> DisclosureOut:
@@ -177,7 +183,7 @@ def post_corrective_measure(
     return view
 
 
-@router.post("/{disclosure_id}/submitted")
+@router.post("/{disclosure_id}/submitted", responses=_CHANGE)
 def post_submitted(disclosure_id: ReportId, body: SubmittedIn, service: Service, operator: Operator) -> DisclosureOut:
     """Record that a CRA Art. 14 early warning, notification or final report was sent."""
     _aware(body.sent_at, "sent_at")
@@ -192,7 +198,7 @@ def post_submitted(disclosure_id: ReportId, body: SubmittedIn, service: Service,
     return view
 
 
-@router.post("/{disclosure_id}/close")
+@router.post("/{disclosure_id}/close", responses=_CHANGE)
 def post_close(disclosure_id: ReportId, body: CloseIn, service: Service, operator: Operator) -> DisclosureOut:
     """Close a report with a resolution (final)."""
     try:

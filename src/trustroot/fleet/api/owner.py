@@ -67,6 +67,13 @@ OPERATOR_SCOPE: Final = "device-admin"
 _SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _CATEGORY = r"^[a-z0-9][a-z0-9-]{0,63}$"
 
+_OWNED: Final[dict[int | str, dict[str, Any]]] = {
+    403: {"description": "Not this owner's device, or the step is not authorised."},
+    404: {"description": "No registered device has this serial."},
+    422: {"description": "Malformed input, an undeclared category, or the owner's data key is gone."},
+}
+_OWNER_KEY: Final[dict[int | str, dict[str, Any]]] = {401: {"description": "No valid owner API key."}}
+
 router = APIRouter(tags=["owners"])
 Service = Annotated[FleetService, Depends(get_service)]
 SerialPath = Annotated[str, Path(pattern=_SERIAL)]
@@ -127,14 +134,14 @@ async def _run(function: Any, *args: Any, **kwargs: Any) -> Any:
         raise _http_error(exc) from exc
 
 
-@router.post("/api/v1/owners", status_code=201)
+@router.post("/api/v1/owners", status_code=201, responses={422: {"description": "Not a raw Ed25519 public key."}})
 async def register(service: Service, body: Registration) -> dict[str, str]:
     """Make an owner account; the API key is shown this once."""
     owner, api_key = await _run(register_owner, service, body.public_key)
     return {"owner_id": owner.id, "api_key": api_key}
 
 
-@router.post("/api/v1/owners/claim")
+@router.post("/api/v1/owners/claim", responses={**_OWNER_KEY, **_OWNED})
 async def claim(service: Service, owner: OwnerDep, body: Claim) -> dict[str, Any]:
     """Claim a device with its one-time claim code."""
     link: dict[str, Any] = await _run(claim_device, service, owner, body.claim_code)
@@ -147,7 +154,7 @@ def _owned_serials(service: FleetService, owner: Owner) -> list[str]:
         return [device.serial for device in devices]
 
 
-@router.get("/api/v1/owners/me/devices")
+@router.get("/api/v1/owners/me/devices", responses=_OWNER_KEY)
 async def my_devices(service: Service, owner: OwnerDep) -> dict[str, Any]:
     """The serials of the devices the owner owns now."""
     return {"owner_id": owner.id, "devices": await _run(_owned_serials, service, owner)}
@@ -172,14 +179,14 @@ def _owner_chain_view(service: FleetService, owner: Owner, serial: str) -> dict[
     return view
 
 
-@router.get("/api/v1/owners/me/devices/{serial}/ownership")
+@router.get("/api/v1/owners/me/devices/{serial}/ownership", responses={**_OWNER_KEY, **_OWNED})
 async def owner_chain(service: Service, owner: OwnerDep, serial: SerialPath) -> dict[str, Any]:
     """The device's ownership chain, for an owner it names (current or past)."""
     view: dict[str, Any] = await _run(_owner_chain_view, service, owner, serial)
     return view
 
 
-@router.get("/api/v1/devices/{serial}/ownership")
+@router.get("/api/v1/devices/{serial}/ownership", responses=_OWNED)
 async def operator_chain(service: Service, _operator: OperatorDep, serial: SerialPath) -> dict[str, Any]:
     """The device's ownership chain, for operators."""
     view: dict[str, Any] = await _run(_chain_view, service, serial)
@@ -199,7 +206,7 @@ def _chain_view_key(service: FleetService) -> tuple[str, str]:
     return pem.decode("ascii"), public_key_fingerprint(key)
 
 
-@router.post("/api/v1/owners/me/devices/{serial}/transfer")
+@router.post("/api/v1/owners/me/devices/{serial}/transfer", responses={**_OWNER_KEY, **_OWNED})
 async def transfer(service: Service, owner: OwnerDep, serial: SerialPath, body: Transfer) -> dict[str, Any]:
     """Transfer the device to another owner (authorised by the owner's signature)."""
     try:
@@ -210,14 +217,17 @@ async def transfer(service: Service, owner: OwnerDep, serial: SerialPath, body: 
     return {"link": link, "receipt": None if outcome is None else outcome.receipt}
 
 
-@router.post("/api/v1/owners/me/devices/{serial}/release")
+@router.post("/api/v1/owners/me/devices/{serial}/release", responses={**_OWNER_KEY, **_OWNED})
 async def release(service: Service, owner: OwnerDep, serial: SerialPath) -> dict[str, Any]:
     """Give up ownership of the device."""
     link: dict[str, Any] = await _run(release_device, service, owner, serial)
     return link
 
 
-@router.put("/api/v1/owners/me/devices/{serial}/data/{category}")
+@router.put(
+    "/api/v1/owners/me/devices/{serial}/data/{category}",
+    responses={**_OWNER_KEY, **_OWNED, 413: {"description": f"A value is at most {MAX_VALUE_BYTES} bytes."}},
+)
 async def put_data(
     service: Service,
     owner: OwnerDep,
@@ -233,14 +243,14 @@ async def put_data(
     return {"category": category, "expires_at": expires.isoformat()}
 
 
-@router.get("/api/v1/owners/me/devices/{serial}/data")
+@router.get("/api/v1/owners/me/devices/{serial}/data", responses={**_OWNER_KEY, **_OWNED})
 async def get_data(service: Service, owner: OwnerDep, serial: SerialPath) -> dict[str, Any]:
     """The owner's unexpired personal data for the device."""
     found: dict[str, bytes] = await _run(read_personal_data, service, owner, serial)
     return {"serial": serial, "data": {name: value.decode("utf-8", "replace") for name, value in found.items()}}
 
 
-@router.post("/api/v1/owners/me/devices/{serial}/delete")
+@router.post("/api/v1/owners/me/devices/{serial}/delete", responses={**_OWNER_KEY, **_OWNED})
 async def delete_device_data(service: Service, owner: OwnerDep, serial: SerialPath) -> dict[str, Any]:
     """Delete the owner's personal data of one device (and queue its factory reset); signed receipt."""
     await _run(_owner_chain_view, service, owner, serial)
@@ -249,7 +259,7 @@ async def delete_device_data(service: Service, owner: OwnerDep, serial: SerialPa
     return receipt
 
 
-@router.post("/api/v1/owners/me/delete")
+@router.post("/api/v1/owners/me/delete", responses={**_OWNER_KEY, **_OWNED})
 async def delete_my_data(service: Service, owner: OwnerDep) -> dict[str, Any]:
     """Delete ALL the owner's personal data: crypto-shredding, factory reset of its devices; signed receipt."""
     outcome = await _run(delete_owner_data, service, owner)

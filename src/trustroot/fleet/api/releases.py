@@ -52,7 +52,7 @@ class _Body(BaseModel):
 
 
 class StartRollout(_Body):
-    release_id: int = Field(ge=1, description="The release to roll out (see GET /api/v1/releases).")
+    release_id: int = Field(ge=1, le=2**63 - 1, description="The release to roll out (see GET /api/v1/releases).")
     group: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Only this device group."
     )
@@ -63,10 +63,13 @@ class Reason(_Body):
 
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"description": "Malformed input."},
     401: {"description": "No valid operator token."},
     403: {"description": "The token lacks the 'release' scope."},
-    404: {"description": "No such release or rollout."},
+}
+_ONE: Final[dict[int | str, dict[str, Any]]] = {404: {"description": "No such release or rollout."}}
+_CHANGE: Final[dict[int | str, dict[str, Any]]] = {
+    **_ONE,
+    400: {"description": "Malformed input."},
     409: {"description": "The rollout's state does not allow the action."},
 }
 
@@ -108,19 +111,19 @@ def get_rollouts(
     return [view.as_dict() for view in rollouts.list_rollouts(service, channel=channel, active_only=active)]
 
 
-@router.get("/rollouts/{rollout_id}")
+@router.get("/rollouts/{rollout_id}", responses=_ONE)
 def get_rollout(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """One rollout."""
     return _call(lambda: rollouts.get_rollout(service, rollout_id))
 
 
-@router.post("/rollouts", status_code=201)
+@router.post("/rollouts", status_code=201, responses=_CHANGE)
 def post_rollout(body: StartRollout, service: Service, operator: Operator) -> dict[str, Any]:
     """Start a staged rollout of a release (an active one on the same channel and group is superseded)."""
     return _call(lambda: rollouts.start_rollout(service, body.release_id, actor=operator, group=body.group))
 
 
-@router.post("/rollouts/{rollout_id}/pause")
+@router.post("/rollouts/{rollout_id}/pause", responses=_CHANGE)
 def post_pause(
     rollout_id: RolloutId, service: Service, operator: Operator, body: Reason | None = None
 ) -> dict[str, Any]:
@@ -129,13 +132,13 @@ def post_pause(
     return _call(lambda: rollouts.pause_rollout(service, rollout_id, actor=operator, reason=reason))
 
 
-@router.post("/rollouts/{rollout_id}/resume")
+@router.post("/rollouts/{rollout_id}/resume", responses=_CHANGE)
 def post_resume(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """Resume a paused rollout (its failure window starts again)."""
     return _call(lambda: rollouts.resume_rollout(service, rollout_id, actor=operator))
 
 
-@router.post("/rollouts/{rollout_id}/abort")
+@router.post("/rollouts/{rollout_id}/abort", responses=_CHANGE)
 def post_abort(
     rollout_id: RolloutId, service: Service, operator: Operator, body: Reason | None = None
 ) -> dict[str, Any]:
@@ -144,7 +147,7 @@ def post_abort(
     return _call(lambda: rollouts.abort_rollout(service, rollout_id, actor=operator, reason=reason))
 
 
-@router.post("/rollouts/{rollout_id}/advance")
+@router.post("/rollouts/{rollout_id}/advance", responses=_CHANGE)
 def post_advance(rollout_id: RolloutId, service: Service, operator: Operator) -> dict[str, Any]:
     """Start the rollout's next stage now."""
     return _call(lambda: rollouts.advance_rollout(service, rollout_id, actor=operator))
