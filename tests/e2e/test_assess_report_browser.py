@@ -103,10 +103,10 @@ def test_report_renders_in_headless_chromium(report_html: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "assessment-report.png"
     shot.unlink(missing_ok=True)
-    done = _browser("--window-size=1280,1600", f"--screenshot={shot}", report_html.as_uri())
+    done = _browser("--window-size=1280,1200", f"--screenshot={shot}", report_html.as_uri())
     assert shot.is_file(), done.stderr.decode(errors="replace")[-2000:]
     width, height, pixels = _pixels(shot.read_bytes())
-    assert (width, height) == (1280, 1600)
+    assert (width, height) == (1280, 1200)
     background = {(0xF5, 0xF7, 0xFA), (0xFF, 0xFF, 0xFF)}
     inked = [p for p in pixels if p not in background]
     assert len(inked) / len(pixels) > 0.05, "the page looks blank"

@@ -4,7 +4,7 @@ Built once per test worker through the real CLI and domain functions: init, cont
 images, a production batch provisioned, closed and imported into the fleet, a release published over
 TUF, the service's TLS certificate issued, an operator added, a vulnerability report received,
 triaged, fixed and closed, scans of the firmware sources and root file system, signed declarations
-for what no tool can check, and the fleet's audit chain exported as JSONL.
+for what no tool can check, and the fleet's audit chain exported as JSONL (trustroot fleet export-evidence).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def build_product(template: Path, root: Path) -> MadeProduct:
     for provision, justification in DECLARED.items():
         cli("declare", provision, "--by", "jane", "--justification", justification, "--edition", "2.1.1", *ctx)
     fleet = root / "fleet-audit.jsonl"
-    cli("fleet", "audit", "export", "--out", str(fleet), *ctx)
+    cli("fleet", "export-evidence", "--out", str(fleet), *ctx)
     return MadeProduct(root, fleet)
 
 

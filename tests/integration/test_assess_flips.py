@@ -158,8 +158,7 @@ def test_an_exploited_report_whose_cra_steps_are_overdue(baseline: dict[str, str
         main(
             [
                 "fleet",
-                "audit",
-                "export",
+                "export-evidence",
                 "--out",
                 str(product_copy.fleet_evidence),
                 "--context",
