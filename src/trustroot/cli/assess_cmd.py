@@ -45,6 +45,8 @@ def assess(
 
     Example: trustroot assess --out build/assessment --fleet-evidence fleet-audit.jsonl
     """
+    from rich.markup import escape
+
     from trustroot.compliance.assess import assess as run_assessment
     from trustroot.compliance.outputs import verdict_lines, write_assessment
     from trustroot.errors import UsageError
@@ -87,7 +89,7 @@ def assess(
             for p in written.report["provisions"]:
                 colour = _MARK[p["verdict"]]
                 lines.append(
-                    f"{p['id']:<8} {p['status']:<14} [{colour}]{p['verdict']:<14}[/{colour}] {p['reason'][:90]}"
+                    f"{p['id']:<8} {p['status']:<14} [{colour}]{p['verdict']:<14}[/{colour}] {escape(p['reason'][:90])}"
                 )
         counts = ", ".join(f"{v} {n}" for v, n in summary["verdicts"].items())
         lines.append(
@@ -95,12 +97,13 @@ def assess(
             f"{summary['mandatory']['inconclusive']} inconclusive)"
         )
         for item in overdue:
-            lines.append(f"[red]CRA Art. 14 overdue: {item}[/red] (draft in {written.out_dir / 'cra'})")
+            lines.append(f"[red]CRA Art. 14 overdue: {item}[/red] (draft in {escape(str(written.out_dir / 'cra'))})")
         if compare is not None:
             changed = verdict_lines(written.changes)
-            lines.append(f"changes since {compare}: " + (", ".join(changed) if changed else "none"))
+            lines.append(f"changes since {escape(str(compare))}: {len(changed) or 'none'}")
+            lines += [f"  {line}" for line in changed]
         state = "[green]passed[/green]" if gate["passed"] else f"[red]blocked[/red] by {', '.join(gate['blocking'])}"
         lines.append(f"release gate (fail on {gate['fail_on']}): {state}")
-        lines.append(f"wrote {len(written.files)} files to {written.out_dir}")
+        lines.append(f"wrote {len(written.files)} files to {escape(str(written.out_dir))}")
         output.result("\n".join(lines), None)
     return 0 if gate["passed"] else 1
