@@ -195,3 +195,53 @@ def test_compare_refuses_a_foreign_file(
     )
     err = capsys.readouterr().err
     assert code == 2 and "is not 'trustroot.assessment/1'" in err and "Traceback" not in err
+
+
+def test_fleet_evidence_read_from_the_store_matches_the_export(made_product: MadeProduct) -> None:
+    """Without --fleet-evidence the audit chain is read from the embedded store through its evidence interface."""
+    product = open_product(made_product.context)
+    at = datetime.now(UTC)
+    exported = assess(product, now=at, fleet_evidence=made_product.fleet_evidence)
+    from_store = assess(product, now=at)
+    assert from_store.evidence.fleet_source == "fleet:.trustroot/fleet.sqlite"
+    assert [(p.id, p.verdict) for p in from_store.provisions] == [(p.id, p.verdict) for p in exported.provisions]
+    assert from_store.evidence.chains[1].head_hash == exported.evidence.chains[1].head_hash
+
+
+def test_hostile_text_in_the_context_is_escaped_in_every_page(product_copy: MadeProduct) -> None:
+    context = product_copy.context
+    hostile = 'Acme <script>alert(1)</script> | "x" <img src=y>'
+    text = context.read_text()
+    context.write_text(text.replace('name = "Acme Plug"', f"name = {json.dumps(hostile)}", 1))
+    out = product_copy.root / "out"
+    main(
+        [
+            "assess",
+            "--out",
+            str(out),
+            "--fleet-evidence",
+            str(product_copy.fleet_evidence),
+            "--context",
+            str(context),
+            "-q",
+        ]
+    )
+    for page in ("report.html", "psti-statement.html"):
+        html = (out / page).read_text()
+        assert "<script" not in html and "<img" not in html, page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, page
+    markdown = (out / "report.md").read_text()
+    assert "<script" not in markdown and "<img" not in markdown
+    assert "# ETSI EN 303 645 V2.1.1 assessment: Acme &lt;script&gt;alert(1)&lt;/script&gt; \\|" in markdown
+
+
+def test_fail_on_recommended_blocks_on_open_recommendations(
+    product_copy: MadeProduct, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["assess", "--fleet-evidence", str(product_copy.fleet_evidence), "--context", str(product_copy.context)]
+    code = main([*args, "--out", str(product_copy.root / "out"), "--fail-on", "recommended", "--json", "-q"])
+    gate = json.loads(capsys.readouterr().out)["summary"]["gate"]
+    assert code == 1 and gate["fail_on"] == "recommended" and gate["blocking"]
+    assert {"5.3-6", "5.6-3", "5.12-1"} <= set(gate["blocking"])
+    code = main([*args, "--out", str(product_copy.root / "out2"), "--fail-on", "everything"])
+    assert code == 2 and "--fail-on 'everything'" in capsys.readouterr().err

@@ -30,7 +30,10 @@ PSTI_PROVISIONS: Final = ("5.1-1", "5.1-2", "5.2-1", "5.3-13")
 
 
 def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text safe in a Markdown table cell: no raw HTML, no cell break, one line."""
+    return (
+        str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+    )
 
 
 def _env(autoescape: bool) -> Environment:
