@@ -137,3 +137,14 @@ def test_every_reader_is_a_provision_of_the_catalogue() -> None:
     ids = set(load_catalogue("2.1.1").ids())
     assert set(READERS) <= ids
     assert len(READERS) >= 45
+
+
+def test_a_store_url_is_named_without_its_password() -> None:
+    from pathlib import Path
+
+    from trustroot.compliance.sources import _store_label
+
+    root = Path("/p")
+    label = _store_label("postgresql+psycopg://trust:s3cret@127.0.0.1:5432/fleet", root / "x", root)
+    assert label == "fleet:postgresql+psycopg://trust:***@127.0.0.1:5432/fleet"
+    assert _store_label("sqlite:////p/.trustroot/fleet.sqlite", root / "x", root) == "fleet:.trustroot/fleet.sqlite"

@@ -186,6 +186,20 @@ def _fleet_from_store(database: str, keys: dict[str, Any]) -> tuple[VerifyReport
     return report, records
 
 
+def _store_label(database: str, embedded: Path, root: Path) -> str:
+    """How the report names the fleet store: never with a password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if database.startswith("sqlite"):
+        path = database.split(":///", 1)[-1]
+        return "fleet:" + _relative(Path(path), root) if path else "fleet:" + _relative(embedded, root)
+    try:
+        return "fleet:" + make_url(database).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "fleet:(store)"
+
+
 def _sourced(records: Iterable[EvidenceRecord], source: str) -> Iterator[Sourced]:
     for record in records:
         if record.type != "evidence.checkpoint":
@@ -229,7 +243,7 @@ def load_evidence(
 
             database = sqlite_url(embedded)
         if database is not None:
-            fleet_source = database if database.startswith("postgresql") else "fleet:" + _relative(embedded, root)
+            fleet_source = _store_label(database, embedded, root)
             fleet_report, fleet_records = _fleet_from_store(database, keys)
     if fleet_source is not None:
         chains.append(ChainSummary.of(fleet_source, fleet_report))
