@@ -245,3 +245,9 @@ def test_fail_on_recommended_blocks_on_open_recommendations(
     assert {"5.3-6", "5.6-3", "5.12-1"} <= set(gate["blocking"])
     code = main([*args, "--out", str(product_copy.root / "out2"), "--fail-on", "everything"])
     assert code == 2 and "--fail-on 'everything'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 201, "Jane\nDoe", "Jane\x1b[31m"])
+def test_statement_texts_are_bounded(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["assess", "--out", str(tmp_path / "o"), "--signatory", bad, "--context", str(tmp_path / "none.toml")])
+    assert code == 2 and "--signatory: one line of 1 to 200 printable characters" in capsys.readouterr().err

@@ -9,6 +9,8 @@ import typer
 
 from trustroot.cli._common import ContextOpt, DatabaseOpt, FormatOpt, JsonOpt, Output, QuietOpt, open_product_for_cli
 
+#: Longest --signatory or --place accepted, in characters.
+MAX_STATEMENT_TEXT = 200
 _MARK = {"pass": "green", "fail": "red", "inconclusive": "yellow", "declared": "blue", "not_applicable": "dim"}
 
 
@@ -54,6 +56,11 @@ def assess(
     output = Output.of(json_flag=json_, quiet=quiet, fmt=fmt)
     if fail_on not in ("mandatory", "recommended"):
         raise UsageError(f"--fail-on {fail_on!r}: use mandatory or recommended")
+    for name, value in (("--signatory", signatory), ("--place", place)):
+        if value is not None and (
+            not value.strip() or len(value) > MAX_STATEMENT_TEXT or any(ord(c) < 32 or c == "\x7f" for c in value)
+        ):
+            raise UsageError(f"{name}: one line of 1 to {MAX_STATEMENT_TEXT} printable characters")
     product = open_product_for_cli(context)
     now = product.clock()
     assessment = run_assessment(product, now=now, fleet_evidence=fleet_evidence, database=database)
