@@ -69,7 +69,15 @@ def _trend(report: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
         return [], []
     total = max(1, *(sum(run["verdicts"].values()) for run in runs))
     step = 680 / (len(runs) - 1)
-    points = [{"x": round(20 + i * step, 1), "label": run["generated_at"][5:16]} for i, run in enumerate(runs)]
+    last = len(runs) - 1
+    points = [
+        {
+            "x": round(20 + i * step, 1),
+            "label": run["generated_at"][5:16].replace("T", " "),
+            "anchor": "start" if i == 0 else ("end" if i == last else "middle"),
+        }
+        for i, run in enumerate(runs)
+    ]
     series = []
     for verdict, color in _COLORS.items():
         coords = " ".join(
@@ -77,7 +85,10 @@ def _trend(report: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str,
             for p, run in zip(points, runs, strict=True)
         )
         series.append({"color": color, "points": coords})
-    return points[:: max(1, len(points) // 8)], series
+    shown = points[:: max(1, len(points) // 8)]
+    if shown[-1] is not points[-1]:
+        shown.append(points[-1])
+    return shown, series
 
 
 def render_html(report: dict[str, Any], *, changes: Sequence[dict[str, str]] = (), compare_name: str = "") -> str:
