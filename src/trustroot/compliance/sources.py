@@ -28,7 +28,7 @@ from trustroot.compliance.verdicts import EvidenceRef
 from trustroot.context.lint import Finding, lint
 from trustroot.context.load import LoadedContext, format_path
 from trustroot.errors import EvidenceError, UnreadableInputError, UntrustedEvidenceError
-from trustroot.evidence import EvidenceLog, EvidenceRecord, VerifyReport
+from trustroot.evidence import EvidenceLog, EvidenceRecord, VerifyReport, verify_chain
 
 if TYPE_CHECKING:
     from trustroot.compliance.scans import ScanEvidence
@@ -149,8 +149,10 @@ def _relative(path: Path, base: Path) -> str:
 
 def _verify_log(log: EvidenceLog, keys: dict[str, Any], label: str) -> tuple[VerifyReport, list[EvidenceRecord]]:
     try:
-        report = log.verify(keys)
+        # One read and one parse of the file: each line is decoded (and checked canonical) once,
+        # then the chain and checkpoints are verified over the parsed records.
         records = list(log.iter_records())
+        report = verify_chain(records, keys)
     except EvidenceError as exc:
         raise UntrustedEvidenceError(
             f"{label} does not verify, so no assessment is made: {exc.message}",
