@@ -252,3 +252,30 @@ def test_revoke_the_declarers_key(baseline: dict[str, str], product_copy: MadePr
     )
     declared = {"4-1", "5.1-4", "5.4-2", "5.8-3", "6-1", "6-2", "6-3", "6-5"}
     assert _changed(baseline, _verdicts(product_copy)) == dict.fromkeys(declared, ("declared", "inconclusive"))
+
+
+def test_an_ics_row_marked_not_applicable_names_its_condition(
+    baseline: dict[str, str], product_copy: MadeProduct
+) -> None:
+    ctx = ["--context", str(product_copy.context), "-q"]
+    assert main(["compliance", "fill", "--edition", "2.1.1", *ctx]) == 0
+    assert _changed(baseline, _verdicts(product_copy)) == {}  # the derived ICS agrees with the evidence
+    ics = product_copy.root / "compliance" / "ics.toml"
+    text = ics.read_text()
+    pending = re.search(r'\[provision\."5\.6-4"\]\nsource = "pending"\n(digest = "[0-9a-f]+"\n)?', text)
+    assert pending is not None
+    ics.write_text(
+        text.replace(
+            pending.group(0),
+            '[provision."5.6-4"]\nsupport = "N/A"\nbecause = ["C(13)"]\n'
+            'justification = "The enclosure is sealed and the board has no debug header populated."\n',
+        )
+    )
+    product = open_product(product_copy.context)
+    result = assess(product, now=datetime.now(UTC), fleet_evidence=product_copy.fleet_evidence)
+    row = next(p for p in result.provisions if p.id == "5.6-4")
+    assert row.verdict.value == "not_applicable"
+    assert row.condition == "condition 13: a debug interface is physically accessible"
+    assert _changed(baseline, {p.id: p.verdict.value for p in result.provisions}) == {
+        "5.6-4": ("pass", "not_applicable")
+    }
