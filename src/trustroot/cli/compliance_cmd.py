@@ -39,7 +39,8 @@ def _declarations(product: Product) -> tuple[list[Declaration], list[tuple[int, 
     from trustroot.compliance.declarations import verified_declarations
 
     product.evidence.verify(product.evidence_public_keys())
-    return verified_declarations(product.evidence.iter_records(), product.keys)
+    name = product.context.model.product.name
+    return verified_declarations(product.evidence.iter_records(), product.keys, product=name)
 
 
 @command(app, "fill")
@@ -225,7 +226,7 @@ def declarations(context: ContextOpt = None, quiet: QuietOpt = False, json_: Jso
         f"record {d.seq}  [green]signature OK[/green]"
         for d in valid
     ]
-    lines += [f"record {seq}: [red]refused[/red]: {reason}" for seq, reason in refused]
+    lines += [f"[red]refused[/red] {reason}" for _seq, reason in refused]
     data = {
         "valid": [{**d.statement.model_dump(mode="json"), "record": d.record_hash, "seq": d.seq} for d in valid],
         "refused": [{"seq": s, "reason": r} for s, r in refused],

@@ -175,11 +175,15 @@ def declare(
         "signature": base64.b64encode(signature).decode("ascii"),
     }
     record = product.evidence.append(DECLARATION_TYPE, pid, data, product.actor)
-    return verify_declaration(record, product.keys)
+    return verify_declaration(record, product.keys, product=statement.product)
 
 
-def verify_declaration(record: EvidenceRecord, keys: KeyStore) -> Declaration:
-    """Check one ``declaration.signed`` record against the declarer's public key in ``keys``."""
+def verify_declaration(record: EvidenceRecord, keys: KeyStore, *, product: str | None = None) -> Declaration:
+    """Check one ``declaration.signed`` record against the declarer's public key in ``keys``.
+
+    With ``product``, a declaration signed for another product (a record copied across logs) is
+    refused too.
+    """
     where = f"declaration record {record.seq}"
     if record.type != DECLARATION_TYPE:
         raise DeclarationError(f"{where}: type {record.type!r} is not {DECLARATION_TYPE}")
@@ -190,6 +194,8 @@ def verify_declaration(record: EvidenceRecord, keys: KeyStore) -> Declaration:
         path = ".".join(str(p) for p in first["loc"]) or "data"
         raise DeclarationError(f"{where}: malformed ({path}: {first['msg']})") from exc
     statement = data.statement
+    if product is not None and statement.product != product:
+        raise DeclarationError(f"{where}: signed for product {statement.product!r}, not {product!r}")
     if record.subject != statement.provision:
         raise DeclarationError(
             f"{where}: subject {record.subject!r} is not the provision signed ({statement.provision})"
@@ -211,12 +217,12 @@ def verify_declaration(record: EvidenceRecord, keys: KeyStore) -> Declaration:
     try:
         keys.verify(info.name, signed_bytes(statement), signature)
     except KeyStoreError as exc:  # InvalidSignature, or KeyStateError for a revoked key
-        raise DeclarationError(f"{where}: refused: {exc.message}", provision=statement.provision) from exc
+        raise DeclarationError(f"{where}: {exc.message}", provision=statement.provision) from exc
     return Declaration(statement=statement, record_hash=record.hash, seq=record.seq)
 
 
 def verified_declarations(
-    records: Iterable[EvidenceRecord], keys: KeyStore
+    records: Iterable[EvidenceRecord], keys: KeyStore, *, product: str | None = None
 ) -> tuple[list[Declaration], list[tuple[int, str]]]:
     """Every declaration in ``records``: the valid ones, and (seq, reason) for each refused one.
 
@@ -228,7 +234,7 @@ def verified_declarations(
         if record.type != DECLARATION_TYPE:
             continue
         try:
-            declaration = verify_declaration(record, keys)
+            declaration = verify_declaration(record, keys, product=product)
         except DeclarationError as exc:
             refused.append((record.seq, exc.message))
             continue

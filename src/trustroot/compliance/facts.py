@@ -15,7 +15,7 @@ from typing import Final
 from trustroot.compliance.catalogue import Catalogue, Edition, Provision
 from trustroot.context.schema import SecurityContext
 
-__all__ = ["Fact", "Row", "derive_conditions", "derive_features", "derive_rows"]
+__all__ = ["Fact", "Row", "derive_conditions", "derive_features", "derive_rows", "implied_features"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,33 @@ def derive_features(ctx: SecurityContext) -> dict[str, Fact]:
         "z": Fact(bool(personal), f"{len(personal)} personal data categories in [data]"),
         "aa": Fact(None, unknown),
     }
+
+
+#: A feature that is absent makes these absent too (no debug interface: no physical debug port).
+_ABSENT_IMPLIES: Final[Mapping[str, tuple[str, ...]]] = {
+    "a": ("b",),
+    "q": ("r",),
+    "t": ("u",),
+    "z": ("t", "u", "x", "y", "aa"),
+}
+
+
+def implied_features(derived: Mapping[str, Fact], decided: Mapping[str, bool | None]) -> dict[str, Fact]:
+    """``derived`` with unknown features settled by what a person ``decided`` elsewhere.
+
+    Only unknown features change: if (q) is absent, an unknown (r) is absent too.
+    """
+    out = dict(derived)
+    for parent, children in _ABSENT_IMPLIES.items():
+        value = decided.get(parent)
+        if value is None:
+            value = out[parent].value
+        if value is not False:
+            continue
+        for child in children:
+            if decided.get(child) is None and out[child].value is None:
+                out[child] = Fact(False, f"implied: feature ({parent}) is absent")
+    return out
 
 
 _NOT_CONSTRAINED = "the device runs TLS, certificate authentication and verified updates: not a constrained device"

@@ -16,6 +16,7 @@ the file (atomically), so a fill never leaves an invalid ICS behind.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,15 @@ from tomlkit.items import Table
 from trustroot.compliance._tomlfile import TomlFile, digest_of, write_text
 from trustroot.compliance.catalogue import Edition, Status, load_catalogue
 from trustroot.compliance.declarations import Declaration
-from trustroot.compliance.facts import REPORTING_IDS, Fact, Row, derive_conditions, derive_features, derive_rows
+from trustroot.compliance.facts import (
+    REPORTING_IDS,
+    Fact,
+    Row,
+    derive_conditions,
+    derive_features,
+    derive_rows,
+    implied_features,
+)
 from trustroot.compliance.ics import ICS_FORMAT, ConditionRow, FeatureRow, Ics, IcsEntry, ics_path, load_ics, parse_ics
 from trustroot.context.load import LoadedContext, locate_keys
 from trustroot.errors import UsageError
@@ -131,10 +140,10 @@ class _Filler:
                         del table[label]["digest"]
                     effective[ident] = Fact(value, old.basis)
                     continue
-            if label not in table:
-                table[label] = tomlkit.table()
             content = _fact_content(key, fact)
-            _set(table[label], {**content, "source": "derived", "digest": digest_of(content)})
+            fresh = tomlkit.table()
+            _set(fresh, {**content, "source": "derived", "digest": digest_of(content)})
+            table[label] = fresh
             effective[ident] = fact
         return effective
 
@@ -203,6 +212,18 @@ class _Filler:
         self.report.derived.append(pid)
 
 
+def _decided_features(existing: Ics | None) -> dict[str, bool | None]:
+    """The features a person set (user rows, or derived rows edited by hand)."""
+    if existing is None:
+        return {}
+    return {
+        letter: row.present
+        for letter, row in existing.model.features.items()
+        if row.source == "user"
+        or _edited(row.source, row.digest, digest_of({"present": row.present, "basis": row.basis}))
+    }
+
+
 def fill_ics(
     ctx: LoadedContext,
     declarations: Sequence[Declaration] = (),
@@ -232,7 +253,8 @@ def fill_ics(
     filler = _Filler(ctx, existing, doc, report)
     model = ctx.model
     if chosen == "3.1.3":
-        features = filler.facts("features", "present", derive_features(model))
+        decided = _decided_features(existing)
+        features = filler.facts("features", "present", implied_features(derive_features(model), decided))
         conditions = filler.facts("conditions", "holds", derive_conditions(model, "3.1.3"))
     else:
         features = {}
@@ -242,7 +264,7 @@ def fill_ics(
     mine = {d.provision: d for d in declarations if d.statement.edition == chosen}
     filler.provisions(rows, mine)
     text = tomlkit.dumps(doc)
-    parse_ics(TomlFile(path=target, text=text, data=tomlkit.parse(text).unwrap(), locations=locate_keys(text)))
+    parse_ics(TomlFile(path=target, text=text, data=tomllib.loads(text), locations=locate_keys(text)))
     write_text(target, text)
     return report
 

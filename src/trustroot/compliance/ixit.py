@@ -27,9 +27,11 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
-from trustroot.compliance._tomlfile import COMPLIANCE_DIR, Issue, TomlFile, raise_issues, read_toml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from trustroot.compliance._tomlfile import COMPLIANCE_DIR, Issue, TomlFile, raise_issues, read_toml, schema_error
 from trustroot.context.load import KeyPath
 
 __all__ = [
@@ -161,82 +163,91 @@ def ixit_path(context_path: Path) -> Path:
     return context_path.parent / COMPLIANCE_DIR / IXIT_FILE
 
 
-def _text(value: object, where: KeyPath, issues: list[Issue]) -> str | None:
-    if not isinstance(value, str):
-        issues.append(Issue(where, f"must be text (got {type(value).__name__})"))
-        return None
-    if len(value) > MAX_FIELD_CHARS:
-        issues.append(Issue(where, f"longer than {MAX_FIELD_CHARS} characters"))
-        return None
-    return value
+Text = Annotated[str, Field(max_length=MAX_FIELD_CHARS)]
 
 
-def _entry(table: IxitTable, raw: object, where: KeyPath, seen: set[str], issues: list[Issue]) -> IxitEntry | None:
-    if not isinstance(raw, dict):
-        issues.append(Issue(where, "each entry must be a table ([[ixit.N-Name]])"))
-        return None
-    before = len(issues)
-    ident = raw.get("id")
-    if not isinstance(ident, str) or not _ID.match(ident):
-        issues.append(Issue((*where, "id"), "required: 1-64 of A-Z a-z 0-9 . _ - (e.g. UpdMech-TUF)"))
-    elif ident in seen:
-        issues.append(Issue((*where, "id"), f"{ident!r} is used twice in {table.key}"))
-    else:
-        seen.add(ident)
-    fields: dict[str, str] = {}
-    for key, value in raw.items():
-        if key in ENTRY_META:
-            continue
-        if key not in table.fields:
-            issues.append(Issue((*where, key), f"unknown field of {table.key}; its fields: {', '.join(table.fields)}"))
-            continue
-        text = _text(value, (*where, key), issues)
-        if text is not None:
-            fields[key] = text
-    source = raw.get("source", "user")
-    if source not in ("derived", "user"):
-        issues.append(Issue((*where, "source"), 'must be "derived" or "user"'))
-    derived = raw.get("derived", [])
-    if not isinstance(derived, list) or not all(isinstance(d, str) and d in table.fields for d in derived):
-        issues.append(Issue((*where, "derived"), "must list field names of the table"))
-        derived = []
-    digest = raw.get("digest")
-    if digest is not None and (not isinstance(digest, str) or not _DIGEST.match(digest)):
-        issues.append(Issue((*where, "digest"), "must be 16 hex digits (written by trustroot)"))
-    note = _text(raw.get("note", ""), (*where, "note"), issues) or ""
-    if len(issues) != before:
-        return None
-    return IxitEntry(table, str(ident), fields, str(source), tuple(derived), digest, note)
+class _EntryBase(BaseModel):
+    """What every entry has; each table's model adds its fields (all optional text)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: Annotated[str, Field(pattern=_ID.pattern)]
+    source: Literal["derived", "user"] = "user"
+    derived: list[str] = Field(default_factory=list, max_length=64)
+    digest: Annotated[str, Field(pattern=_DIGEST.pattern)] | None = None
+    note: Text = ""
+
+
+def _entry_model(table: IxitTable) -> type[_EntryBase]:
+    fields: dict[str, Any] = dict.fromkeys(table.fields, (Text | None, None))
+    return create_model(f"Ixit{table.number}{table.name}", __base__=_EntryBase, **fields)
+
+
+_ENTRY_ADAPTERS: Final[Mapping[str, TypeAdapter[list[_EntryBase]]]] = {
+    t.key: TypeAdapter(Annotated[list[_entry_model(t)], Field(max_length=MAX_ENTRIES_PER_TABLE)])  # type: ignore[misc,arg-type]
+    for t in IXIT_TABLES.values()
+}
+
+
+class _IxitFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    format: Literal["trustroot.ixit/1"]
+    product: Annotated[str, Field(max_length=200)] = ""
+    ixit: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+
+
+def _pydantic_issues(exc: ValidationError, prefix: KeyPath, table: IxitTable) -> list[Issue]:
+    issues: list[Issue] = []
+    for error in exc.errors(include_url=False):
+        loc: KeyPath = (*prefix, *error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field of {table.key}; its fields: {', '.join(table.fields)}"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"]
+            if not isinstance(error.get("input"), dict | list | type(None)):
+                message += f" (got {error['input']!r})"
+        issues.append(Issue(loc, message))
+    return issues
+
+
+def _table(key: str, raw: list[dict[str, Any]], issues: list[Issue]) -> tuple[IxitEntry, ...]:
+    table = _BY_KEY[key]
+    try:
+        models = _ENTRY_ADAPTERS[key].validate_python(raw)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc, ("ixit", key), table))
+        return ()
+    seen: set[str] = set()
+    out: list[IxitEntry] = []
+    for index, model in enumerate(models):
+        where: KeyPath = ("ixit", key, index)
+        if model.id in seen:
+            issues.append(Issue((*where, "id"), f"{model.id!r} is used twice in {key}"))
+        seen.add(model.id)
+        wrong = [d for d in model.derived if d not in table.fields]
+        if wrong:
+            issues.append(Issue((*where, "derived"), f"not fields of {key}: {', '.join(wrong)}"))
+        values = {name: getattr(model, name) for name in table.fields if getattr(model, name) is not None}
+        out.append(IxitEntry(table, model.id, values, model.source, tuple(model.derived), model.digest, model.note))
+    return tuple(out)
 
 
 def parse_ixit(file: TomlFile) -> Ixit:
-    """Validate a read ``ixit.toml``: known tables, known fields, text values, unique ids."""
-    data: Mapping[str, Any] = file.data
+    """Validate a read ``ixit.toml`` (pydantic): known tables, known fields, text values, unique ids."""
+    try:
+        model = _IxitFile.model_validate(file.data)
+    except ValidationError as exc:
+        raise schema_error(file, exc) from exc
     issues: list[Issue] = []
-    if data.get("format") != IXIT_FORMAT:
-        issues.append(Issue(("format",), f'must be "{IXIT_FORMAT}" (got {data.get("format")!r})'))
-    for key in data:
-        if key not in ("format", "product", "ixit"):
-            issues.append(Issue((key,), "unknown key"))
-    product = data.get("product", "")
-    if not isinstance(product, str) or len(product) > 200:
-        issues.append(Issue(("product",), "must be text of at most 200 characters"))
-    raw_tables = data.get("ixit", {})
     tables: dict[str, tuple[IxitEntry, ...]] = {}
-    if not isinstance(raw_tables, dict):
-        issues.append(Issue(("ixit",), "must be a table of IXIT tables"))
-        raw_tables = {}
-    for key, entries in raw_tables.items():
-        table = _BY_KEY.get(key)
-        if table is None:
+    for key, entries in model.ixit.items():
+        if key not in _BY_KEY:
             issues.append(Issue(("ixit", key), f"not a TS 103 701 IXIT table; e.g. {', '.join(list(_BY_KEY)[:4])}"))
             continue
-        if not isinstance(entries, list) or len(entries) > MAX_ENTRIES_PER_TABLE:
-            issues.append(Issue(("ixit", key), f"must be an array of at most {MAX_ENTRIES_PER_TABLE} entries"))
-            continue
-        seen: set[str] = set()
-        found = [_entry(table, raw, ("ixit", key, i), seen, issues) for i, raw in enumerate(entries)]
-        tables[key] = tuple(e for e in found if e is not None)
+        tables[key] = _table(key, entries, issues)
     raise_issues(file, issues)
     return Ixit(path=file.path, tables=tables)
 

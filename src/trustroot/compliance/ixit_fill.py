@@ -10,6 +10,7 @@ replaces the file.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -489,6 +490,6 @@ def fill_ixit(ctx: LoadedContext, keys: Sequence[KeyInfo] = (), *, path: Path | 
                 del tables[t.key]
             report.empty_tables.append(t.key)
     text = tomlkit.dumps(doc)
-    parse_ixit(TomlFile(path=target, text=text, data=tomlkit.parse(text).unwrap(), locations=locate_keys(text)))
+    parse_ixit(TomlFile(path=target, text=text, data=tomllib.loads(text), locations=locate_keys(text)))
     write_text(target, text)
     return report
