@@ -272,7 +272,7 @@ def _unpack_zip(path: Path, sink: _Sink) -> None:
                 sink.directory(name)
             elif stat.S_ISLNK(unix_mode):
                 sink.link(name, archive.read(info)[:4096].decode("utf-8", "replace"))
-            elif unix_mode and not stat.S_ISREG(unix_mode):
+            elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):
                 sink.special()
             else:
                 with archive.open(info) as stream:
@@ -328,9 +328,9 @@ def _cpio_headers(stream: _Readable) -> Iterator[tuple[str, int, int, float]]:
         elif magic == _CPIO_ODC:
             raw = _read_exact(stream, 70, "cpio header")
             mode = int(raw[12:18], 8)
-            mtime = int(raw[36:47], 8)
-            namesize = int(raw[47:53], 8)
-            size = int(raw[53:64], 8)
+            mtime = int(raw[42:53], 8)
+            namesize = int(raw[53:59], 8)
+            size = int(raw[59:70], 8)
             name_raw = _read_exact(stream, namesize, "cpio member name")
             data_pad = 0
         else:
