@@ -25,7 +25,11 @@ from trustroot.scan.archives import sniff_archive, unpack_archive
 from trustroot.scan.config import DEFAULT_SCAN_LIMITS
 
 SMALL = dataclasses.replace(
-    DEFAULT_SCAN_LIMITS, max_unpacked_bytes=8 * 2**20, max_member_bytes=4 * 2**20, ratio_floor_bytes=2**20, max_members=50
+    DEFAULT_SCAN_LIMITS,
+    max_unpacked_bytes=8 * 2**20,
+    max_member_bytes=4 * 2**20,
+    ratio_floor_bytes=2**20,
+    max_members=50,
 )
 
 
