@@ -117,7 +117,7 @@ class _Sink:
     def refuse(self, name: str, why: str) -> UnsafeArchiveError:
         return UnsafeArchiveError(
             f"{self.archive}: member {name[:200]!r} {why}; nothing of the archive was scanned",
-            provision="5.6-1",
+            provision="5.13-1",
         )
 
     def safe_name(self, raw: str) -> str | None:
