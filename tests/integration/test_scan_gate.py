@@ -313,3 +313,14 @@ def test_scan_inside_a_product_records_evidence(product_dir: Path, one_bug: Path
     assert data["counts"] == {"high": 1, "medium": 0, "low": 0, "info": 0, "inventory": 0}
     assert data["target"] == "one" and data["passed"] is False
     assert str(data["newest_mtime"]).endswith("Z")
+
+
+def test_misra_addon_runs_when_asked(one_bug: Path, tmp_path: Path) -> None:
+    from trustroot.scan.engines.cppcheck import Cppcheck
+
+    assert TOOLS is not None
+    found = Cppcheck().run(Tree.walk(one_bug), RunContext(TOOLS, tmp_path, misra=True, jobs=1))
+    misra = [f for f in found if f.rule_id.startswith("cppcheck.misra-c2012-")]
+    assert misra and all(f.severity.value == "low" for f in misra)
+    plain = Cppcheck().run(Tree.walk(one_bug), RunContext(TOOLS, tmp_path, jobs=1))
+    assert not [f for f in plain if "misra" in f.rule_id]

@@ -215,3 +215,10 @@ def test_cli_exits_2_on_a_missing_path(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["scan", str(tmp_path / "nowhere"), "--no-evidence"])
     assert code == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_zero_filled_images_are_not_taken_for_empty_tars(tmp_path: Path) -> None:
+    # Python's tarfile.is_tarfile says True for zeros: a blank flash image would be an "empty archive"
+    blank = _write(tmp_path / "blank.bin", b"\x00" * 4096 + b"firmware")
+    assert sniff_archive(blank) is None
+    assert sniff_archive(_tar(tmp_path / "real.tar", [(_info("a"), b"x")], "w")) == "tar"

@@ -160,3 +160,26 @@ def test_request_refuses_unknown_engines_and_levels() -> None:
         ScanRequest(paths=(Path("."),), fail_on=Severity.INFO)
     with pytest.raises(UsageError, match="at least one PATH"):
         ScanRequest(paths=())
+
+
+def test_missing_engines_are_reported_as_skipped_never_silently(tmp_path: Path) -> None:
+    from trustroot.scan.gate import run_scan
+
+    tree = tmp_path / "src"
+    tree.mkdir()
+    (tree / "main.c").write_text("int main(void) { return 0; }\n")
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"\x00" * 1000)
+    empty_tools = tmp_path / "tools"
+    (empty_tools / "bin").mkdir(parents=True)
+    result = run_scan(ScanRequest(paths=(tree, image), tools_dir=empty_tools))
+    source, blob = result.targets
+    for engine in ("cppcheck", "clang-tidy", "flawfinder", "semgrep", "detect-secrets"):
+        assert source.outcomes[engine].status == "skipped"
+        assert "not installed" in source.outcomes[engine].detail or "no rule files" in source.outcomes[engine].detail
+    assert source.outcomes["trustroot"].status == "ok"
+    assert blob.outcomes["unblob"].status == "skipped"
+    gap = [m.finding for m in result.findings if m.finding.rule_id == "trustroot.not-inspected"]
+    assert [(g.location.path, g.location.byte_offset, g.location.byte_length) for g in gap] == [
+        (image.as_posix(), 0, 1000)
+    ]

@@ -86,6 +86,17 @@ def _open_compressed(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def _tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar header with a valid checksum (Python calls all-zero bytes a tar)."""
+    if len(block) < 512 or not block.strip(b"\x00"):
+        return False
+    try:
+        stored = int(block[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(block[:148]) + 8 * 0x20 + sum(block[156:512])
+
+
 def sniff_archive(path: Path) -> ArchiveKind | None:
     """Which archive format ``path`` is by its content (never its name), or ``None``."""
     try:
@@ -97,7 +108,7 @@ def sniff_archive(path: Path) -> ArchiveKind | None:
             inner = stream.read(512)
         if inner[:6] in (*_CPIO_NEWC, _CPIO_ODC):
             return "cpio"
-        if tarfile.is_tarfile(path):
+        if _tar_header(inner) and tarfile.is_tarfile(path):
             return "tar"
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
         return None
