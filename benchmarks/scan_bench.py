@@ -13,8 +13,9 @@ Figures, each beside a baseline measured in the same run:
   (goal: at least 50 MB/s); baseline: unblob alone on the same image.
 
 mosquitto is read from a path (never committed): ``git archive`` of eclipse/mosquitto into a
-directory. The benchmark runs ``cmake -DCMAKE_EXPORT_COMPILE_COMMANDS=ON`` into ``<tree>/build``
-when the tree has no compile database.
+directory. When the tree has no compile database the benchmark runs ``cmake
+-DCMAKE_EXPORT_COMPILE_COMMANDS=ON`` into ``<tree>-build`` beside it and copies
+``compile_commands.json`` into the tree.
 
 Run: ``python -m benchmarks.scan_bench --mosquitto /tmp/mosquitto [--blob-mb 64]``
 (``python -m benchmarks scan_bench`` reads the path from ``$TRUSTROOT_BENCH_MOSQUITTO``).
@@ -56,13 +57,11 @@ def _compile_database(tree: Path) -> Path:
     for candidate in (tree / "compile_commands.json", tree / "build" / "compile_commands.json"):
         if candidate.is_file():
             return candidate
-    build = tree / "build"
-    subprocess.run(
-        [*CMAKE, "-S", tree, "-B", build],
-        check=True,
-        capture_output=True,
-    )
-    return build / "compile_commands.json"
+    build = tree.parent / f"{tree.name}-build"  # outside the tree: the scan must not see CMake's files
+    subprocess.run([*CMAKE, "-S", tree, "-B", build], check=True, capture_output=True)
+    database = tree / "compile_commands.json"
+    shutil.copyfile(build / "compile_commands.json", database)
+    return database
 
 
 def _scan(paths: tuple[Path, ...], engines: tuple[str, ...]) -> tuple[ScanResult, float]:
