@@ -190,9 +190,9 @@ def _run(
         atomic_write(out_file, output or _render_plain(to_text(result)).encode("utf-8"))
     if product is not None and not no_evidence:
         recorded = record_scan(product, result, sarif)
-        if not quiet and fmt == "text":
+        if not quiet:
             err.print(f"recorded scan.completed for {', '.join(recorded.targets)}; SARIF copy {recorded.sarif_path}")
-    elif why_not and not quiet and fmt == "text":
+    elif why_not and not quiet:
         err.print(why_not)
     if out_file is None and output:
         sys.stdout.buffer.write(output)

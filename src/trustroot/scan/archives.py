@@ -86,6 +86,17 @@ def _open_compressed(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
+def _tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar header with a valid checksum (Python calls all-zero bytes a tar)."""
+    if len(block) < 512 or not block.strip(b"\x00"):
+        return False
+    try:
+        stored = int(block[148:156].replace(b"\x00", b" ").strip() or b"-1", 8)
+    except ValueError:
+        return False
+    return stored == sum(block[:148]) + 8 * 0x20 + sum(block[156:512])
+
+
 def sniff_archive(path: Path) -> ArchiveKind | None:
     """Which archive format ``path`` is by its content (never its name), or ``None``."""
     try:
@@ -97,7 +108,7 @@ def sniff_archive(path: Path) -> ArchiveKind | None:
             inner = stream.read(512)
         if inner[:6] in (*_CPIO_NEWC, _CPIO_ODC):
             return "cpio"
-        if tarfile.is_tarfile(path):
+        if _tar_header(inner) and tarfile.is_tarfile(path):
             return "tar"
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError):
         return None
@@ -117,7 +128,7 @@ class _Sink:
     def refuse(self, name: str, why: str) -> UnsafeArchiveError:
         return UnsafeArchiveError(
             f"{self.archive}: member {name[:200]!r} {why}; nothing of the archive was scanned",
-            provision="5.6-1",
+            provision="5.13-1",
         )
 
     def safe_name(self, raw: str) -> str | None:
@@ -272,7 +283,7 @@ def _unpack_zip(path: Path, sink: _Sink) -> None:
                 sink.directory(name)
             elif stat.S_ISLNK(unix_mode):
                 sink.link(name, archive.read(info)[:4096].decode("utf-8", "replace"))
-            elif unix_mode and not stat.S_ISREG(unix_mode):
+            elif stat.S_IFMT(unix_mode) not in (0, stat.S_IFREG):
                 sink.special()
             else:
                 with archive.open(info) as stream:
@@ -328,9 +339,9 @@ def _cpio_headers(stream: _Readable) -> Iterator[tuple[str, int, int, float]]:
         elif magic == _CPIO_ODC:
             raw = _read_exact(stream, 70, "cpio header")
             mode = int(raw[12:18], 8)
-            mtime = int(raw[36:47], 8)
-            namesize = int(raw[47:53], 8)
-            size = int(raw[53:64], 8)
+            mtime = int(raw[42:53], 8)
+            namesize = int(raw[53:59], 8)
+            size = int(raw[59:70], 8)
             name_raw = _read_exact(stream, namesize, "cpio member name")
             data_pad = 0
         else:

@@ -183,13 +183,12 @@ def _combine(into: dict[str, EngineOutcome], outcome: EngineOutcome) -> None:
     seen = into.get(outcome.engine)
     if seen is None:
         into[outcome.engine] = dataclasses.replace(outcome, findings=[])
-        seen = into[outcome.engine]
-    elif outcome.status != "skipped" and (seen.status == "skipped" or outcome.status != "ok"):
+        return
+    if outcome.status != "skipped" and (seen.status == "skipped" or outcome.status != "ok"):
         seen.status, seen.detail = outcome.status, outcome.detail
     elif outcome.detail and outcome.detail not in seen.detail and outcome.status == seen.status:
         seen.detail = f"{seen.detail}; {outcome.detail}" if seen.detail else outcome.detail
-    if outcome is not seen:
-        seen.seconds += outcome.seconds
+    seen.seconds += outcome.seconds
 
 
 def _scan_unit(

@@ -55,6 +55,8 @@ class Tree:
 
     @classmethod
     def walk(cls, root: Path) -> Tree:
+        """List ``root`` (made absolute: engines run with the tree as their working directory)."""
+        root = root.resolve()
         files: list[str] = []
         for directory, dirnames, filenames in os.walk(root, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if d not in (".git", ".hg", ".svn", ".trustroot"))

@@ -140,6 +140,9 @@ def _severity(check: str, cwe: int | None) -> Severity:
 class Clangtidy:
     name = "clang-tidy"
 
+    def __init__(self) -> None:
+        self.broken_units = 0
+
     def run(self, tree: Tree, ctx: RunContext) -> list[Finding]:
         exe = ctx.executable("clang-tidy")
         database = tree.compile_database
@@ -192,7 +195,7 @@ class Clangtidy:
                 findings.append(
                     Finding(
                         rule_id=f"clang-tidy.{check}",
-                        title=message[:200],
+                        title=message.split(". ")[0][:160],
                         severity=_severity(check, cwe),
                         location=Location(path=rel, line=line, column=col),
                         cwe=cwes,
@@ -203,7 +206,15 @@ class Clangtidy:
                         message=message[:1000],
                     )
                 )
+        self.broken_units = sum((run.stdout + run.stderr).count(b"Error while processing") for run in runs)
         return findings[: ctx.limits.max_findings_per_engine]
+
+    def detail(self) -> str:
+        if not self.broken_units:
+            return ""
+        return (
+            f"{self.broken_units} translation units did not compile (missing headers?): their findings may be missing"
+        )
 
 
 def _database_files(database: Path) -> list[str]:

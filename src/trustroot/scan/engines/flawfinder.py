@@ -20,10 +20,18 @@ __all__ = ["Flawfinder"]
 
 _CWE: Final = re.compile(r"CWE-(\d+)")
 _MIN_LEVEL: Final = 1
+#: flawfinder's exit status when some files had encoding errors (the output is still complete).
+_ENCODING_ERRORS: Final = 15
 
 
 class Flawfinder:
     name = "flawfinder"
+
+    def __init__(self) -> None:
+        self.note = ""
+
+    def detail(self) -> str:
+        return self.note
 
     def run(self, tree: Tree, ctx: RunContext) -> list[Finding]:
         exe = ctx.executable("flawfinder")
@@ -33,7 +41,8 @@ class Flawfinder:
         # flawfinder walks the directory itself and reads only C/C++ files (by their names)
         argv: list[object] = [exe, "--csv", "--quiet", "--dataonly", f"--minlevel={_MIN_LEVEL}", str(tree.root)]
         run = run_tool(argv, timeout=ctx.limits.engine_timeout, cwd=tree.root)
-        if run.returncode != 0:
+        self.note = "some files are not valid UTF-8: their risky calls may be missed" if run.returncode == 15 else ""
+        if run.returncode not in (0, _ENCODING_ERRORS):
             raise EngineFailure(f"flawfinder exited {run.returncode}: {run.stderr.decode('utf-8', 'replace')[-300:]}")
         return self.parse(run.stdout.decode("utf-8", "replace"), tree, ctx)
 
