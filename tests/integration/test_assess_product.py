@@ -251,3 +251,22 @@ def test_fail_on_recommended_blocks_on_open_recommendations(
 def test_statement_texts_are_bounded(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["assess", "--out", str(tmp_path / "o"), "--signatory", bad, "--context", str(tmp_path / "none.toml")])
     assert code == 2 and "--signatory: one line of 1 to 200 printable characters" in capsys.readouterr().err
+
+
+def test_fleet_evidence_read_from_a_store_url(product_copy: MadeProduct, migrated_store_url: str) -> None:
+    """--database: the audit chain of any store (SQLite file or PostgreSQL) is read through its evidence interface."""
+    from trustroot.fleet.disclosures import DisclosureReport, receive, triage
+    from trustroot.fleet.operators_models import DisclosureSeverity
+    from trustroot.fleet.service import product_service
+
+    product = open_product(product_copy.context)
+    with product_service(product, migrated_store_url) as service:
+        view = receive(service, DisclosureReport(summary="Weak pairing", details="The pairing code is guessable."))
+        triage(service, view.id, severity=DisclosureSeverity("medium"), actively_exploited=False, actor="ops")
+    result = assess(product, now=datetime.now(UTC), database=migrated_store_url)
+    assert result.evidence.fleet_source is not None and result.evidence.fleet_source.startswith("fleet:")
+    from sqlalchemy.engine import make_url
+
+    assert make_url(result.evidence.fleet_source.removeprefix("fleet:")).password in (None, "***")
+    assert [d["id"] for d in result.disclosures] == [view.id]
+    assert result.evidence.chains[1].records == 2
