@@ -279,3 +279,18 @@ def test_an_ics_row_marked_not_applicable_names_its_condition(
     assert _changed(baseline, {p.id: p.verdict.value for p in result.provisions}) == {
         "5.6-4": ("pass", "not_applicable")
     }
+
+
+def test_an_unsigned_context_declaration_does_not_count(product_copy: MadeProduct) -> None:
+    text = product_copy.context.read_text()
+    product_copy.context.write_text(
+        text.replace(
+            "[declarations]\n", '[declarations]\n"5.6-3" = { statement = "No exposed ports", by = "CTO" }\n', 1
+        )
+    )
+    result = assess(
+        open_product(product_copy.context), now=datetime.now(UTC), fleet_evidence=product_copy.fleet_evidence
+    )
+    row = next(p for p in result.provisions if p.id == "5.6-3")
+    assert row.verdict.value == "inconclusive"
+    assert "statement by CTO is not signed, so it does not count" in row.reason

@@ -144,6 +144,9 @@ def _decide(
         reason = f"declared by {declaration.by}: {declaration.justification}"
     elif verdict is Verdict.INCONCLUSIVE and reader is None:
         reason += f" (trustroot declare {provision.id} --by NAME --justification TEXT)"
+        unsigned = ev.context.model.declarations.get(provision.id)
+        if unsigned is not None:
+            reason += f"; the context's [declarations] statement by {unsigned.by} is not signed, so it does not count"
     result.verdict, result.reason = verdict, reason
     return result
 
