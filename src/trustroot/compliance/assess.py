@@ -111,6 +111,8 @@ def _decide(
         reason="",
         psti=provision.psti,
         cra=provision.cra,
+        test_group=provision.test_group,
+        test_cases=tuple((case.id, case.kind) for case in provision.test_units),
     )
     declaration = declarations.get(provision.id)
     if declaration is not None:

@@ -106,6 +106,8 @@ class ProvisionResult:
     ics: dict[str, Any] | None = None
     psti: tuple[str, ...] = ()
     cra: tuple[str, ...] = ()
+    test_group: str = ""
+    test_cases: tuple[tuple[str, str], ...] = ()
 
     @property
     def mandatory(self) -> bool:
@@ -134,6 +136,8 @@ class ProvisionResult:
             "ics": self.ics,
             "psti": list(self.psti),
             "cra": list(self.cra),
+            "test_group": self.test_group,
+            "test_cases": [{"id": case, "kind": kind} for case, kind in self.test_cases],
             "units": [u.as_dict() for u in self.units],
             "evidence": [e.as_dict() for e in self.evidence],
         }
