@@ -294,3 +294,29 @@ def test_an_unsigned_context_declaration_does_not_count(product_copy: MadeProduc
     row = next(p for p in result.provisions if p.id == "5.6-3")
     assert row.verdict.value == "inconclusive"
     assert "statement by CTO is not signed, so it does not count" in row.reason
+
+
+def test_the_cli_flags_overdue_cra_steps_and_writes_their_drafts(
+    product_copy: MadeProduct, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustroot.fleet.disclosures import DisclosureReport, receive, triage
+    from trustroot.fleet.operators_models import DisclosureSeverity
+    from trustroot.fleet.service import product_service
+
+    four_days_ago = datetime.now(UTC) - timedelta(days=4)
+    product = open_product(product_copy.context, clock=lambda: four_days_ago)
+    with product_service(product, None) as service:
+        view = receive(service, DisclosureReport(summary="Botnet login", details="Exploited in the wild."))
+        triage(service, view.id, severity=DisclosureSeverity("critical"), actively_exploited=True, actor="ops")
+    ctx = ["--context", str(product_copy.context)]
+    assert main(["fleet", "export-evidence", "--out", str(product_copy.fleet_evidence), *ctx, "-q"]) == 0
+    capsys.readouterr()
+    out = product_copy.root / "out"
+    code = main(["assess", "--out", str(out), "--fleet-evidence", str(product_copy.fleet_evidence), *ctx, "-q"])
+    printed = capsys.readouterr().out
+    assert code == 0  # 5.2-2 is a recommendation: the mandatory gate still passes
+    assert f"CRA Art. 14 overdue: {view.id} early_warning" in printed
+    assert f"CRA Art. 14 overdue: {view.id} notification" in printed
+    drafts = sorted(p.name for p in (out / "cra").glob(f"{view.id}-*.md"))
+    assert drafts == [f"{view.id}-early_warning.md", f"{view.id}-final_report.md", f"{view.id}-notification.md"]
+    assert "(OVERDUE)" in (out / "cra" / f"{view.id}-early_warning.md").read_text()
