@@ -8,8 +8,12 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
 
     TrustrootError
     ├── UnreadableInputError          a file or token cannot be opened or read at all (CLI exit 2)
+    │   ├── UntrustedEvidenceError    the evidence an assessment rests on does not verify (broken chain)
+    │   └── ScanInputError            a scan target that cannot be used: malformed or unknown archive
+    │       └── UnsafeArchiveError    an archive refused: path traversal, link escape, bomb, too many members
     ├── UsageError                    wrong arguments or options (CLI exit 2)
     │   ├── SerialError               a malformed device serial
+    │   ├── BaselineError             a scan baseline file is malformed or an entry has no reason
     │   ├── ClaimCodeError            a malformed owner claim code
     │   ├── PersonalDataError         (fleet) an undeclared category, an oversized value, no data key
     │   └── RolloutNotFound           (fleet) no release or rollout with that id
@@ -65,6 +69,7 @@ from __future__ import annotations
 
 __all__ = [
     "BackupError",
+    "BaselineError",
     "BootError",
     "BundleError",
     "ChainValidationError",
@@ -105,11 +110,14 @@ __all__ = [
     "QuotaExceededError",
     "ReceiptError",
     "RolloutNotFound",
+    "ScanInputError",
     "SerialError",
     "StateError",
     "TokenError",
     "TrustrootError",
     "UnreadableInputError",
+    "UnsafeArchiveError",
+    "UntrustedEvidenceError",
     "UsageError",
     "WrongSecretError",
 ]
@@ -137,6 +145,11 @@ class TrustrootError(Exception):
 
 class UnreadableInputError(TrustrootError):
     """A file, directory or device cannot be opened or read at all."""
+
+
+class UntrustedEvidenceError(UnreadableInputError):
+    """The evidence an assessment rests on does not verify (an edited, removed or reordered record, a bad
+    checkpoint, a scan report whose digest differs from its record): no verdict is given on it."""
 
 
 class UsageError(TrustrootError):
@@ -303,6 +316,18 @@ class InvalidStationReport(PolicyRefusal):
 
 class InvalidManifest(TrustrootError):
     """A batch manifest was refused: forged, altered or malformed."""
+
+
+class ScanInputError(UnreadableInputError):
+    """A scan target cannot be used: a malformed archive, an unknown format, an unreadable file."""
+
+
+class UnsafeArchiveError(ScanInputError):
+    """An archive was refused before anything escaped: traversal, a link escape, a bomb, too many members."""
+
+
+class BaselineError(UsageError):
+    """A scan baseline file is malformed, or one of its entries has no reason."""
 
 
 # -- the fleet service ---------------------------------------------------------------------------

@@ -28,9 +28,11 @@ def build_app() -> typer.Typer:
         release_cmd,
     )
     from trustroot.cli._common import command, exit_code
+    from trustroot.cli.assess_cmd import assess
     from trustroot.cli.demo_cmd import demo
     from trustroot.cli.doctor_cmd import doctor
     from trustroot.cli.init_cmd import init
+    from trustroot.cli.scan_cmd import scan
     from trustroot.cli.serve_cmd import serve
 
     app = typer.Typer(
@@ -45,6 +47,8 @@ def build_app() -> typer.Typer:
     app.command("doctor")(exit_code(doctor))
     app.command("demo")(exit_code(demo))
     app.command("serve")(exit_code(serve))
+    app.command("assess")(exit_code(assess))
+    app.command("scan")(exit_code(scan))
     app.command("declare")(exit_code(compliance_cmd.declare))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
