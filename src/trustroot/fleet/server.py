@@ -13,7 +13,7 @@ Then each serving process (the parent itself with one worker, else N spawned wor
 ``tls_reload_interval_s``, renewing the certificate when due), the :class:`FleetService` and the
 application (:func:`build_app` around the factory the settings name: ``fleet`` never imports
 ``web``, the CLI names ``trustroot.web.app:create_app``), and runs uvicorn with
-:class:`~trustroot.fleet.uvicorn_tls.TlsH11Protocol`.
+:class:`~trustroot.fleet.uvicorn_tls.TlsHttpToolsProtocol` (httptools parser, uvloop event loop).
 Workers share nothing but the store (SQLite in WAL mode, or PostgreSQL) and the product's files: the
 service keeps no state of its own between requests.
 
@@ -193,6 +193,7 @@ def build_app(service: FleetService, create_app: AppFactory) -> Any:
     authentication of ``/api/v1/device/``, then the application. ``fleet`` never imports ``web``:
     the caller hands over the factory (``trustroot.web.app.create_app``).
     """
+    from trustroot.fleet.accesslog import AccessLogMiddleware
     from trustroot.fleet.auth import DeviceAuthMiddleware
     from trustroot.fleet.loadshed import BodyLimitMiddleware, LoadShedMiddleware
 
@@ -203,6 +204,7 @@ def build_app(service: FleetService, create_app: AppFactory) -> Any:
     app.add_middleware(
         LoadShedMiddleware, max_inflight=limits.max_inflight_requests, retry_after_s=limits.retry_after_seconds
     )
+    app.add_middleware(AccessLogMiddleware)  # refusals always, successes sampled (uvicorn's log is off)
     return app
 
 
@@ -307,10 +309,12 @@ def serve(settings: ServeSettings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from trustroot.fleet.uvicorn_tls import TlsH11Protocol
+    from trustroot.fleet.uvicorn_tls import TlsHttpToolsProtocol
 
     common: dict[str, Any] = {
-        "http": TlsH11Protocol,
+        "http": TlsHttpToolsProtocol,
+        "loop": "auto",  # uvloop where installed
+        "access_log": False,  # trustroot.fleet.accesslog logs refusals always, successes sampled
         "ws": "none",
         "lifespan": "off",
         "proxy_headers": False,
