@@ -351,7 +351,11 @@ def _report_model() -> Any:
 
 
 def bare_child(product_dir: Path, workers: int) -> None:
-    """A bare FastAPI app, one POST route, on uvicorn (h11, like trustroot) with the same TLS listener."""
+    """A bare FastAPI app, one POST route, on uvicorn with trustroot's settings and TLS listener.
+
+    The same as ``trustroot serve``: httptools parser, uvloop, no uvicorn access log, the same TLS
+    listener context (mutual TLS requested, CRL); no middleware, no database.
+    """
     import uvicorn
     from fastapi import FastAPI
 
@@ -372,7 +376,9 @@ def bare_child(product_dir: Path, workers: int) -> None:
     listener = _listener_context(product_dir)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http="httptools",
+        loop="auto",
+        access_log=False,
         ws="none",
         lifespan="off",
         server_header=False,
@@ -709,7 +715,7 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
                 cores, gen_cores = ("1", "0") if workers == 1 else ("0-1", None)
                 configs: list[tuple[str, list[str], str | None]] = [
                     (
-                        "bare FastAPI (uvicorn h11)",
+                        "bare FastAPI (uvicorn httptools)",
                         [
                             py,
                             "-m",
