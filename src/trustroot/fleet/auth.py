@@ -55,6 +55,7 @@ import functools
 import hmac
 import json
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -98,8 +99,12 @@ __all__ = [
     "authenticate_certificate",
     "authenticate_from_connection",
     "authenticate_request",
+    "authenticated_device",
     "device_trust",
     "is_device_path",
+    "refusal_body",
+    "refusal_headers",
+    "refusal_logged",
     "refusal_response",
     "require_device",
 ]
@@ -193,7 +198,7 @@ class _TrustFiles:
         self._lock = threading.Lock()
 
     def _stamp_now(self) -> tuple[tuple[int, int, int], ...]:
-        stats = [path.stat() for path in self._paths]
+        stats = [os.stat(path) for path in self._paths]  # noqa: PTH116 - at every request: the cheaper call
         return tuple((s.st_ino, s.st_mtime_ns, s.st_size) for s in stats)
 
     def current(self) -> DeviceTrust:
@@ -363,17 +368,36 @@ def authenticate_request(
     return identity
 
 
-def _refusal_body(error: DeviceAuthError) -> dict[str, Any]:
+def refusal_body(error: DeviceAuthError) -> dict[str, Any]:
+    """The JSON body of a 401 for ``error`` (names provision 5.5-1)."""
     return {"error": "device_authentication_failed", "message": error.message, "provision": PROVISION}
 
+
+_refusal_body = refusal_body
 
 _WWW_AUTHENTICATE: Final = 'MutualTLS realm="trustroot-device"'
 
 
+def refusal_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """The extra headers of a 401 for a device route (``WWW-Authenticate``)."""
+    return ((b"www-authenticate", _WWW_AUTHENTICATE.encode("ascii")),)
+
+
+def refusal_logged(error: DeviceAuthError, path: str) -> None:
+    """Log a refused device request (always: refusals are security events)."""
+    _log.warning("device request to %s refused: %s", path, error.message)
+
+
 def refusal_response(error: DeviceAuthError, *, path: str) -> JSONResponse:
     """The 401 answer (naming 5.5-1) for a refusal found by a route itself; logged like the middleware's."""
-    _log.warning("device request to %s refused: %s", path, error.message)
-    return JSONResponse(_refusal_body(error), status_code=401, headers={"WWW-Authenticate": _WWW_AUTHENTICATE})
+    refusal_logged(error, path)
+    return JSONResponse(refusal_body(error), status_code=401, headers={"WWW-Authenticate": _WWW_AUTHENTICATE})
+
+
+def authenticated_device(scope: Mapping[str, Any]) -> DeviceIdentity | None:
+    """The device :class:`DeviceAuthMiddleware` authenticated for this request (``scope``), if any."""
+    found = (scope.get("state") or {}).get(_STATE_KEY)
+    return found if isinstance(found, DeviceIdentity) else None
 
 
 class DeviceAuthMiddleware:
@@ -400,7 +424,7 @@ class DeviceAuthMiddleware:
                     functools.partial(authenticate_request, service, scope, reuse_registration=rechecked)
                 )
         except DeviceAuthError as error:
-            _log.warning("device request to %s refused: %s", scope["path"], error.message)
+            refusal_logged(error, scope["path"])
             body = json.dumps(_refusal_body(error)).encode("utf-8")
             await send(
                 {
@@ -419,13 +443,17 @@ class DeviceAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def require_device(request: Request) -> DeviceIdentity:
-    """FastAPI dependency: the authenticated device of this request, or 401 naming 5.5-1."""
+async def require_device(request: Request) -> DeviceIdentity:
+    """FastAPI dependency: the authenticated device of this request, or 401 naming 5.5-1.
+
+    Asynchronous on purpose: FastAPI runs a plain function dependency in a worker thread, a
+    thread hop per request for what is, behind the middleware, a dictionary lookup.
+    """
     found = request.scope.get("state", {}).get(_STATE_KEY)
     if isinstance(found, DeviceIdentity):
         return found
     try:
-        identity = authenticate_request(get_service(request), request.scope)
+        identity = await anyio.to_thread.run_sync(authenticate_request, get_service(request), request.scope)
     except DeviceAuthError as error:
         raise HTTPException(
             status_code=401, detail=_refusal_body(error), headers={"WWW-Authenticate": _WWW_AUTHENTICATE}

@@ -13,9 +13,11 @@ ONE transaction::
     per batch      which of these devices have commands queued or delivered (one SELECT)
                    which (channel, group) pairs have an active rollout (one SELECT)
 
-then commits, and only then answers each waiting request: ``True`` (stored; the answer carries no
-offer and no command) or ``False`` (take the full path of :func:`trustroot.fleet.checkin.check_in`,
-in its own transaction). A check-in takes the full path when its UPDATE matched no row: the
+(the UPDATE is compiled once per database dialect and run on the driver's cursor: SQLAlchemy's
+per-statement machinery cost three times the statement itself), then commits, and only then
+answers each waiting request: ``True`` (stored; the answer carries no offer and no command) or
+``False`` (take the full path of :func:`trustroot.fleet.checkin.check_in`, in its own
+transaction). A check-in takes the full path when its UPDATE matched no row: the
 device was revoked or removed in the store since its connection was authenticated (the full path
 refuses it, 401), or it reports a lower security counter (the full path raises the rollback alert);
 and when it has commands or may get an offer. The full path writes the same values again
@@ -32,11 +34,12 @@ import asyncio
 import logging
 import queue
 import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, Dialect, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from trustroot.fleet.releases.models import Rollout, RolloutState
@@ -105,23 +108,58 @@ def _resolve(future: asyncio.Future[bool], value: bool) -> None:
         future.set_result(value)
 
 
+class _CompiledUpdate:
+    """The per-check-in UPDATE for one dialect: its SQL, parameter order and bind processors."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = _UPDATE.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.defaults: dict[str, Any] = dict(compiled.params)  # the literal 'active' of the WHERE
+        self.order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.processors: dict[str, Any] = {}
+        for name, column in (("b_now", _devices.last_checkin_at), ("b_health", _devices.health)):
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def parameters(self, write: CheckinWrite) -> tuple[Any, ...] | dict[str, Any]:
+        values = {
+            **self.defaults,
+            "b_id": write.device_id,
+            "b_fingerprint": write.fingerprint,
+            "b_serial": write.serial,
+            "b_counter": write.security_counter,
+            "b_now": write.now,
+            "b_version": write.firmware_version,
+            "b_health": write.health,
+        }
+        for name, processor in self.processors.items():
+            values[name] = processor(values[name])
+        return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+_COMPILED: weakref.WeakKeyDictionary[Dialect, _CompiledUpdate] = weakref.WeakKeyDictionary()
+
+
+def _compiled(dialect: Dialect) -> _CompiledUpdate:
+    found = _COMPILED.get(dialect)
+    if found is None:
+        found = _COMPILED[dialect] = _CompiledUpdate(dialect)
+    return found
+
+
 def write_batch(connection: Connection, writes: list[CheckinWrite]) -> list[bool]:
     """Store ``writes`` on ``connection`` (inside the caller's transaction); which ones are complete."""
+    statement = _compiled(connection.dialect)
     matched: list[tuple[int, str, str | None] | None] = []
-    for write in writes:
-        row = connection.execute(
-            _UPDATE,
-            {
-                "b_id": write.device_id,
-                "b_fingerprint": write.fingerprint,
-                "b_serial": write.serial,
-                "b_counter": write.security_counter,
-                "b_now": write.now,
-                "b_version": write.firmware_version,
-                "b_health": write.health,
-            },
-        ).first()
-        matched.append(None if row is None else (write.device_id, row[0], row[1]))
+    cursor = connection.connection.cursor()  # the driver's cursor, in the connection's transaction
+    try:
+        for write in writes:
+            cursor.execute(statement.sql, statement.parameters(write))
+            row = cursor.fetchone()
+            matched.append(None if row is None else (write.device_id, row[0], row[1]))
+    finally:
+        cursor.close()
     ids = [m[0] for m in matched if m is not None]
     if not ids:
         return [False] * len(writes)

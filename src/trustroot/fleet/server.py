@@ -189,16 +189,19 @@ def load_app_factory(path: str) -> AppFactory:
 def build_app(service: FleetService, create_app: AppFactory) -> Any:
     """The application ``create_app(service)`` makes, inside the service middleware.
 
-    Outermost first: load shedding (before any work), the request body bound, device
-    authentication of ``/api/v1/device/``, then the application. ``fleet`` never imports ``web``:
+    Outermost first: the sampled access log, load shedding (before any work), the request body
+    bound, device authentication of ``/api/v1/device/``, the check-in fast lane
+    (:mod:`trustroot.fleet.checkin_route`), then the application. ``fleet`` never imports ``web``:
     the caller hands over the factory (``trustroot.web.app.create_app``).
     """
     from trustroot.fleet.accesslog import AccessLogMiddleware
     from trustroot.fleet.auth import DeviceAuthMiddleware
+    from trustroot.fleet.checkin_route import CheckinFastLane
     from trustroot.fleet.loadshed import BodyLimitMiddleware, LoadShedMiddleware
 
     limits = service.config.limits
     app = create_app(service)
+    app.add_middleware(CheckinFastLane)  # well-formed check-ins, behind the authentication (measured)
     app.add_middleware(DeviceAuthMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_request_bytes)
     app.add_middleware(

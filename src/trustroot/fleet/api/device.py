@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from trustroot.fleet.auth import (
@@ -40,9 +40,10 @@ router = APIRouter(prefix=DEVICE_PATH_PREFIX, tags=["device"], dependencies=[Dep
 async def post_check_in(
     body: CheckinRequest,
     device: Annotated[DeviceIdentity, Depends(require_device)],
-    service: Annotated[FleetService, Depends(get_service)],
+    request: Request,
 ) -> Response:
     """Check in: report state, receive the next check-in time, an update offer and commands."""
+    service: FleetService = get_service(request)  # called, not a dependency: no thread hop
     try:
         answer = await check_in_async(service, device, body, now=service.clock(), rng=checkin_rng(service))
     except DeviceAuthError as error:  # revoked or removed in the store since the connection's first request
