@@ -322,3 +322,28 @@ def test_an_active_rollout_in_the_devices_channel_goes_to_the_rollout_engine(
         )
     assert connection.check_in().json()["offer"] == {"version": "1.3.0"}
     assert asked == [running.device.serial]
+
+
+def test_a_failing_batch_falls_back_to_the_full_path_and_the_writer_lives_on(
+    running: InProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trustroot.fleet import checkin_writer as writer_module
+
+    real = writer_module.write_batch
+    failures: list[int] = []
+
+    def failing_once(connection: Any, writes: list[CheckinWrite]) -> list[bool]:
+        if not failures:
+            failures.append(len(writes))
+            raise RuntimeError("simulated fault in the batch")
+        return real(connection, writes)
+
+    monkeypatch.setattr(writer_module, "write_batch", failing_once)
+    connection = Connection(running, running.device)
+    first = connection.check_in({**REPORT, "security_counter": 6})
+    assert first.status_code == 200, first.text  # answered by the full path
+    assert connection.check_in({**REPORT, "security_counter": 7}).status_code == 200  # the writer is alive
+    assert failures == [1]
+    assert checkin_writer(running.service).written == 1
+    with running.service.store.transaction() as session:
+        assert session.scalars(select(Device.security_counter).where(Device.serial == running.device.serial)).one() == 7

@@ -223,13 +223,12 @@ class CheckinWriter:
                 outcome = write_batch(connection, [job.write for job in batch])
             self.batches += 1
             self.written += len(batch)
-        except SQLAlchemyError as exc:
-            _log.warning("a batch of %d check-ins failed (%s): each takes the full path", len(batch), exc)
+        except Exception as exc:  # noqa: BLE001 - the thread must live on: the full path reports the error
+            if isinstance(exc, SQLAlchemyError | OSError):
+                _log.warning("a batch of %d check-ins failed (%s): each takes the full path", len(batch), exc)
+            else:
+                _log.exception("a batch of %d check-ins failed: each takes the full path", len(batch))
             outcome = [False] * len(batch)
-        except BaseException:  # pragma: no cover - never leave a request waiting for ever
-            for job in batch:
-                job.loop.call_soon_threadsafe(_resolve, job.future, False)
-            raise
         for job, complete in zip(batch, outcome, strict=True):
             try:
                 job.loop.call_soon_threadsafe(_resolve, job.future, complete)
