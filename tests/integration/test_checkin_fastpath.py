@@ -158,6 +158,7 @@ def test_a_device_revoked_in_the_store_is_refused_at_its_next_check_in(running: 
     with running.service.store.transaction() as session:
         session.execute(update(Device).where(Device.serial == running.device.serial).values(status="revoked"))
     _assert_401(connection.check_in(), "is revoked")
+    _assert_401(connection.check_in({"security_counter": "not a number"}), "is revoked")  # not a 422
     with running.service.store.transaction() as session:
         row = session.scalars(select(Device).where(Device.serial == running.device.serial)).one()
         assert row.reported_version == REPORT["firmware_version"]  # the refused check-in stored nothing

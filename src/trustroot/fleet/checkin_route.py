@@ -12,7 +12,10 @@ the FastAPI route (:mod:`trustroot.fleet.api.device`) would::
            or 401 naming 5.5-1 when the device was revoked or removed in the store meanwhile
 
 Everything else, a malformed body included, goes on to the application unchanged (its body
-replayed), so validation errors (422), the OpenAPI document and every other route stay FastAPI's.
+replayed), so validation errors (422), the OpenAPI document and every other route stay FastAPI's;
+before a malformed report goes on, the device's registration is checked afresh in the store (the
+middleware may have answered from the connection's verdict), so a device revoked in the store gets
+401, never a 422 about its report.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+import anyio.to_thread
 from pydantic import ValidationError
 
 from trustroot.fleet.auth import (
     DeviceAuthError,
+    authenticate_request,
     authenticated_device,
     refusal_body,
     refusal_headers,
@@ -80,10 +85,19 @@ class CheckinFastLane:
                 report = CheckinRequest.model_validate_json(body)
             except ValidationError:
                 report = None
-        if report is None:  # FastAPI answers it (422 with its usual body), from the body read here
+        service: FleetService = scope["app"].state.fleet
+        if report is None:
+            # the middleware answered from the connection's verdict: a device revoked in the store since
+            # then is refused (401) before it learns anything about its malformed report
+            try:
+                await anyio.to_thread.run_sync(authenticate_request, service, scope)
+            except DeviceAuthError as error:
+                refusal_logged(error, CHECKIN_PATH)
+                await _send(send, 401, json.dumps(refusal_body(error)).encode("utf-8"), refusal_headers())
+                return
+            # FastAPI answers it (422 with its usual body), from the body read here
             await self.app(scope, _replay(body, receive, complete), send)
             return
-        service: FleetService = scope["app"].state.fleet
         try:
             answer = await check_in_async(service, device, report, now=service.clock(), rng=checkin_rng(service))
         except DeviceAuthError as error:
