@@ -2,7 +2,8 @@
 
 Every device connection presents its OWN client certificate (``--devices`` certificates issued by
 the product's issuing CA and registered in the fleet store), keeps its connection alive and posts
-``POST /api/v1/device/check-in`` in a closed loop (one request in flight per connection).
+``POST /api/v1/device/check-in`` in a closed loop (one request in flight per connection), or in an
+open loop at a fixed offered rate (``--rate``: the goal's 3,000/s by default, 2 workers).
 
 Processes (two-core machine assumed)::
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import importlib.util
 import json
 import os
@@ -200,8 +202,16 @@ class _Window:
 
 
 def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
-    """The selector-loop generator: canned request, minimal parser, one request in flight per connection."""
+    """The selector-loop generator: canned request, minimal parser, one request in flight per connection.
+
+    Closed loop (``rate`` None): each connection sends its next request as soon as the answer came.
+    Open loop (``rate`` R): each connection sends every N/R seconds (N connections, starts spread
+    evenly), still one request in flight; a request that could not be sent on time (its
+    connection still waited for the previous answer) is timed from when it was due, so a slow
+    server's queueing shows in the latency (no coordinated omission).
+    """
     port = spec["port"]
+    rate = spec.get("rate")
     contexts = [_client_context(spec["root_ca"], cert, key) for cert, key in spec["devices"]]
     window = _Window(spec["seconds"], spec["server_pid"])
     sel = selectors.DefaultSelector()
@@ -211,8 +221,11 @@ def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
         conns.append(conn)
         sel.register(conn.tls, selectors.EVENT_READ, conn)
 
-    def send(conn: _Conn) -> None:
-        conn.sent_at = time.perf_counter()
+    interval = len(conns) / rate if rate else 0.0
+    waiting: list[tuple[float, int]] = []  # open loop: (due time, connection index), a heap
+
+    def send(conn: _Conn, due: float | None = None) -> None:
+        conn.sent_at = time.perf_counter() if due is None else due
         conn.tls.sendall(REQUEST)  # 170 bytes: fits the socket buffer of a kept-alive connection
 
     def reconnect(conn: _Conn) -> None:
@@ -228,8 +241,12 @@ def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
         sel.register(conn.tls, selectors.EVENT_READ, conn)
         send(conn)
 
-    for conn in conns:
-        send(conn)
+    begin = time.perf_counter()
+    for position, conn in enumerate(conns):
+        if rate:
+            heapq.heappush(waiting, (begin + position * interval / len(conns), position))
+        else:
+            send(conn)
     warm_until = time.perf_counter() + spec["warmup"]
     hard_stop = warm_until + spec["seconds"] + 30
     while True:
@@ -238,7 +255,11 @@ def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
             window.open()
         if now >= window.end or now >= hard_stop:
             break
-        for key, _ in sel.select(timeout=0.05):
+        while waiting and waiting[0][0] <= now:
+            due, position = heapq.heappop(waiting)
+            send(conns[position], due)
+        timeout = min(0.05, max(0.0, waiting[0][0] - now)) if waiting else 0.05
+        for key, _ in sel.select(timeout=timeout):
             conn = key.data
             closed = False
             while True:
@@ -256,7 +277,11 @@ def run_raw(spec: dict[str, Any]) -> dict[str, Any]:
                 conn.buf += chunk
             while (status := _take_response(conn.buf)) is not None:
                 window.record(conn.sent_at, time.perf_counter(), status)
-                if not closed:
+                if closed:
+                    continue
+                if rate:
+                    heapq.heappush(waiting, (conn.sent_at + interval, conn.index))
+                else:
                     send(conn)
             if closed:
                 reconnect(conn)
@@ -351,7 +376,11 @@ def _report_model() -> Any:
 
 
 def bare_child(product_dir: Path, workers: int) -> None:
-    """A bare FastAPI app, one POST route, on uvicorn (h11, like trustroot) with the same TLS listener."""
+    """A bare FastAPI app, one POST route, on uvicorn with trustroot's settings and TLS listener.
+
+    The same as ``trustroot serve``: httptools parser, uvloop, no uvicorn access log, the same TLS
+    listener context (mutual TLS requested, CRL); no middleware, no database.
+    """
     import uvicorn
     from fastapi import FastAPI
 
@@ -372,7 +401,9 @@ def bare_child(product_dir: Path, workers: int) -> None:
     listener = _listener_context(product_dir)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http="httptools",
+        loop="auto",
+        access_log=False,
         ws="none",
         lifespan="off",
         server_header=False,
@@ -661,7 +692,7 @@ HEADER = [
 ]
 
 
-def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
+def run(seconds: float, devices: int, skip_postgres: bool, log: Any, rate: float = 0.0) -> str:
     os.environ.pop("TRUSTROOT_INSECURE_TEST_KDF", None)
     os.environ.update(TRUSTROOT_PASSPHRASE=STORE_PASSPHRASE, TRUSTROOT_ROOT_PASSPHRASE=ROOT_PASSPHRASE)
     py = sys.executable
@@ -684,8 +715,11 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
                 pg_url = pg.url()
                 _register(pg_url, certs)
 
-            def spec(port: int, pid: int, secs: float = seconds, mode: str = "raw") -> dict[str, Any]:
+            def spec(
+                port: int, pid: int, secs: float = seconds, mode: str = "raw", offered: float | None = None
+            ) -> dict[str, Any]:
                 return {
+                    "rate": offered,
                     "port": port,
                     "server_pid": pid,
                     "root_ca": root_ca,
@@ -705,11 +739,13 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
                     r = _generate(spec(s.port, s.process.pid, min(seconds, 10.0), mode), "0", work)
                 ceiling_rows.append(_row(f"canned responder, {mode} generator", "1", "0", 1, r))
 
-            for workers in (1, 2):
+            plan: list[tuple[int, float | None]] = [(1, None), (2, None)] + ([(2, rate)] if rate else [])
+            for workers, offered in plan:
                 cores, gen_cores = ("1", "0") if workers == 1 else ("0-1", None)
+                load = "closed loop" if offered is None else f"open loop {offered:,.0f}/s"
                 configs: list[tuple[str, list[str], str | None]] = [
                     (
-                        "bare FastAPI (uvicorn h11)",
+                        "bare FastAPI (uvicorn httptools)",
                         [
                             py,
                             "-m",
@@ -732,15 +768,15 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
                         )
                     )
                 for name, argv, db in configs:
-                    log(f"{name}, {workers} worker(s)")
-                    slug = re.sub(r"\W+", "-", name.lower())
+                    log(f"{name}, {workers} worker(s), {load}")
+                    slug = re.sub(r"\W+", "-", f"{name} {load}".lower())
                     with _server(["taskset", "-c", cores, *argv], work / f"{slug}-{workers}.log", product_dir) as s:
                         db_before = cpu_seconds(_postmaster_pid(pg)) if db else 0.0
-                        r = _generate(spec(s.port, s.process.pid), gen_cores, work)
+                        r = _generate(spec(s.port, s.process.pid, offered=offered), gen_cores, work)
                         db_cpu = (cpu_seconds(_postmaster_pid(pg)) - db_before) if db else None
                     # the postgres window includes the generator's warm-up (3 s): CPU per check-in of the window
                     db_cell = "-" if db_cpu is None else f"{db_cpu / max(r['completed'], 1) * 1000:.3f}*"
-                    rows.append(_row(name, cores, gen_cores or "0-1 (unpinned)", workers, r, db_cell))
+                    rows.append(_row(f"{name}, {load}", cores, gen_cores or "0-1 (unpinned)", workers, r, db_cell))
                     if r["completed"] - r["ok"]:
                         log(f"  statuses: {r['statuses']}")
         finally:
@@ -756,7 +792,7 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
     )
     out.append(
         table(
-            f"Check-ins over keep-alive mutual TLS: {devices} devices (own certificates), closed loop, {seconds:g} s "
+            f"Check-ins over keep-alive mutual TLS: {devices} devices (own certificates), {seconds:g} s "
             "per configuration",
             HEADER,
             rows,
@@ -765,7 +801,10 @@ def run(seconds: float, devices: int, skip_postgres: bool, log: Any) -> str:
     out.append(
         "server CPU-s / 1k: utime+stime of the server process tree (/proc) over the window, per 1,000 completed "
         "check-ins. 1 worker: server `taskset -c 1`, generator `taskset -c 0`. 2 workers: server `taskset -c 0-1`, "
-        "generator unpinned (shares both cores). *postgres CPU includes the 3 s warm-up, divided by the window's "
+        "generator unpinned (shares both cores). Closed loop: each connection sends its next check-in when the "
+        f"answer came (saturation; latency is queueing: {devices} in flight / rate). Open loop: each connection "
+        "sends at a fixed pace (offered rate over all connections), latency timed from when a check-in was due. "
+        "*postgres CPU includes the 3 s warm-up, divided by the window's "
         "check-ins (an upper bound).\n"
     )
     return "\n".join(out)
@@ -776,6 +815,9 @@ def main(argv: list[str]) -> str:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per configuration")
     parser.add_argument("--devices", type=int, default=200, help="device certificates = keep-alive connections")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL configurations")
+    parser.add_argument(
+        "--rate", type=float, default=3000.0, help="offered check-ins/s of the open-loop rows (2 workers); 0: none"
+    )
     parser.add_argument("--generator", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--canned-child", type=Path, help=argparse.SUPPRESS)
@@ -790,14 +832,14 @@ def main(argv: list[str]) -> str:
     if args.canned_child is not None:
         canned_child(args.canned_child)
         return ""
-    if not 1 <= args.devices <= 1000 or not 1 <= args.seconds <= 600:
-        parser.error("--devices 1..1000, --seconds 1..600")
+    if not 1 <= args.devices <= 1000 or not 1 <= args.seconds <= 600 or not 0 <= args.rate <= 100_000:
+        parser.error("--devices 1..1000, --seconds 1..600, --rate 0..100000")
 
     def log(message: str) -> None:
         sys.stderr.write(f"[checkin_bench] {message}\n")
         sys.stderr.flush()
 
-    return run(args.seconds, args.devices, args.no_postgres, log)
+    return run(args.seconds, args.devices, args.no_postgres, log, args.rate)
 
 
 if __name__ == "__main__":

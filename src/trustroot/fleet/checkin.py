@@ -19,24 +19,38 @@ The answer (:class:`CheckinResponse`)::
 Stored per device (store models, ``devices``): last check-in time, version, security counter and
 health. A security counter lower than the one stored before means the device runs older firmware
 than it did: a rollback; it is kept as a critical alert.
+
+Two paths, one answer (:func:`check_in_async`, what the route calls)::
+
+    group commit    the report alone is stored by the process's writer thread, many check-ins in one
+                    transaction (:mod:`trustroot.fleet.checkin_writer`); taken when the device sends
+                    no install results and has no command queued and no active rollout for its
+                    channel and group (so no offer is possible)
+    full path       :func:`check_in` in a worker thread, its own transactions: install results,
+                    commands, the rollout engine's offer, the rollback alert, and the refusal (401,
+                    naming 5.5-1) of a device revoked or removed in the store since its connection
+                    was authenticated
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from trustroot.context.schema import SecurityContext, Update
 from trustroot.errors import StateError
 from trustroot.fleet import rollouts
-from trustroot.fleet.auth import DeviceIdentity
+from trustroot.fleet.auth import DeviceAuthError, DeviceIdentity
+from trustroot.fleet.checkin_writer import CheckinWrite, checkin_writer
 from trustroot.fleet.service import FleetService
-from trustroot.fleet.store.models import Alert, AlertSeverity, CommandState, Device, DeviceCommand
+from trustroot.fleet.store.models import Alert, AlertSeverity, CommandState, Device, DeviceCommand, DeviceStatus
 
 __all__ = [
     "MAX_COMMANDS_PER_CHECKIN",
@@ -47,6 +61,7 @@ __all__ = [
     "InstallResult",
     "QueuedCommand",
     "check_in",
+    "check_in_async",
     "checkin_rng",
     "end_of_life_notice",
     "next_checkin_delay",
@@ -163,8 +178,13 @@ def _persist(
         raise StateError(f"device {identity.device_id}: a check-in needs the device's record in the fleet store")
     with service.store.transaction() as session:
         device = session.get(Device, identity.record.id)
-        if device is None:
-            raise StateError(f"device {identity.device_id} was removed from the fleet store during its check-in")
+        # the registration is checked again here: the connection's verdict may be older than a revocation
+        if device is None or device.certificate_fingerprint != identity.fingerprint:
+            raise DeviceAuthError(f"device {identity.device_id} is not registered with this fleet")
+        if device.serial != identity.device_id:
+            raise DeviceAuthError(f"the certificate of {identity.device_id} is registered to {device.serial}")
+        if device.status != DeviceStatus.ACTIVE.value:
+            raise DeviceAuthError(f"device {identity.device_id} is {device.status}: it may not use the service")
         previous = device.security_counter
         if previous is not None and request.security_counter < previous:
             _log.warning(
@@ -222,6 +242,18 @@ def check_in(
     if request.install_results:
         rollouts.record_install_results(service, device, [result.model_dump() for result in request.install_results])
     offer = rollouts.offer_for(service, device, request.security_counter)
+    return _answer(service, identity, now, rng, offer=offer, commands=commands)
+
+
+def _answer(
+    service: FleetService,
+    identity: DeviceIdentity,
+    now: datetime,
+    rng: random.Random,
+    *,
+    offer: dict[str, Any] | None,
+    commands: list[QueuedCommand],
+) -> CheckinResponse:
     delay = next_checkin_delay(service.context.update, rng)
     return CheckinResponse(
         device_id=identity.device_id,
@@ -233,3 +265,27 @@ def check_in(
         support_period_end=service.context.product.support_period_end,
         end_of_life=end_of_life_notice(service.context, now.date()),
     )
+
+
+async def check_in_async(
+    service: FleetService,
+    identity: DeviceIdentity,
+    request: CheckinRequest,
+    *,
+    now: datetime,
+    rng: random.Random,
+) -> CheckinResponse:
+    """:func:`check_in`, by group commit where the report is all there is to store (module docstring)."""
+    if identity.record is not None and not request.install_results:
+        write = CheckinWrite(
+            device_id=identity.record.id,
+            fingerprint=identity.fingerprint,
+            serial=identity.device_id,
+            firmware_version=request.firmware_version,
+            security_counter=request.security_counter,
+            health=request.health.model_dump(exclude_none=True) if request.health is not None else None,
+            now=now,
+        )
+        if await checkin_writer(service).write(write):
+            return _answer(service, identity, now, rng, offer=None, commands=[])
+    return await anyio.to_thread.run_sync(functools.partial(check_in, service, identity, request, now=now, rng=rng))

@@ -13,7 +13,7 @@ Then each serving process (the parent itself with one worker, else N spawned wor
 ``tls_reload_interval_s``, renewing the certificate when due), the :class:`FleetService` and the
 application (:func:`build_app` around the factory the settings name: ``fleet`` never imports
 ``web``, the CLI names ``trustroot.web.app:create_app``), and runs uvicorn with
-:class:`~trustroot.fleet.uvicorn_tls.TlsH11Protocol`.
+:class:`~trustroot.fleet.uvicorn_tls.TlsHttpToolsProtocol` (httptools parser, uvloop event loop).
 Each serving process also runs the upkeep threads: the release maintenance (TUF timestamp, due
 rollout stages; :mod:`trustroot.fleet.releases.service`) and the personal-data retention purge
 (:mod:`trustroot.fleet.retention`); both are safe to run in every worker at once.
@@ -205,20 +205,25 @@ def load_app_factory(path: str) -> AppFactory:
 def build_app(service: FleetService, create_app: AppFactory) -> Any:
     """The application ``create_app(service)`` makes, inside the service middleware.
 
-    Outermost first: load shedding (before any work), the request body bound, device
-    authentication of ``/api/v1/device/``, then the application. ``fleet`` never imports ``web``:
+    Outermost first: the sampled access log, load shedding (before any work), the request body
+    bound, device authentication of ``/api/v1/device/``, the check-in fast lane
+    (:mod:`trustroot.fleet.checkin_route`), then the application. ``fleet`` never imports ``web``:
     the caller hands over the factory (``trustroot.web.app.create_app``).
     """
+    from trustroot.fleet.accesslog import AccessLogMiddleware
     from trustroot.fleet.auth import DeviceAuthMiddleware
+    from trustroot.fleet.checkin_route import CheckinFastLane
     from trustroot.fleet.loadshed import BodyLimitMiddleware, LoadShedMiddleware
 
     limits = service.config.limits
     app = create_app(service)
+    app.add_middleware(CheckinFastLane)  # well-formed check-ins, behind the authentication (measured)
     app.add_middleware(DeviceAuthMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_request_bytes)
     app.add_middleware(
         LoadShedMiddleware, max_inflight=limits.max_inflight_requests, retry_after_s=limits.retry_after_seconds
     )
+    app.add_middleware(AccessLogMiddleware)  # refusals always, successes sampled (uvicorn's log is off)
     return app
 
 
@@ -326,10 +331,12 @@ def serve(settings: ServeSettings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from trustroot.fleet.uvicorn_tls import TlsH11Protocol
+    from trustroot.fleet.uvicorn_tls import TlsHttpToolsProtocol
 
     common: dict[str, Any] = {
-        "http": TlsH11Protocol,
+        "http": TlsHttpToolsProtocol,
+        "loop": "auto",  # uvloop where installed
+        "access_log": False,  # trustroot.fleet.accesslog logs refusals always, successes sampled
         "ws": "none",
         "lifespan": "off",
         "proxy_headers": False,

@@ -18,12 +18,17 @@ connection and never on a plain one::
                         (``CERT_OPTIONAL``), so a request never arrives with an unverified one
     tls_version         0x0303 (TLS 1.2), 0x0304 (TLS 1.3)
     cipher_suite        the IANA 16-bit code of the suite, e.g. 0x1301 for TLS_AES_128_GCM_SHA256
+    trustroot.connection   (not in the spec) a :class:`ConnectionMemo`, one per TLS connection: the
+                        device authentication layer keeps its verdict on the connection's
+                        certificate there (:mod:`trustroot.fleet.auth`), so the chain and CRL are
+                        validated once per connection and CRL generation, not once per request
 
-Design: :class:`TlsH11Protocol` subclasses uvicorn's h11 protocol. When a connection is made (after
-the TLS handshake) it reads the TLS facts once from the transport's ``ssl_object`` and wraps the
-application *for that connection* in :class:`TlsScopeApp`, which adds the extension to each
-request's scope. Nothing else of uvicorn's protocol changes. Pass the class as
-``uvicorn.Config(http=TlsH11Protocol)``.
+Design: :class:`TlsH11Protocol` and :class:`TlsHttpToolsProtocol` subclass uvicorn's h11 and
+httptools protocols. When a connection is made (after the TLS handshake) they read the TLS facts
+once from the transport's ``ssl_object`` and wrap the application *for that connection* in
+:class:`TlsScopeApp`, which adds the extension to each request's scope. Nothing else of uvicorn's
+protocol changes. Pass the class as ``uvicorn.Config(http=TlsHttpToolsProtocol)`` (the faster
+parser, used by ``trustroot serve``) or ``http=TlsH11Protocol`` (pure Python).
 """
 
 from __future__ import annotations
@@ -37,8 +42,35 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["TLS_VERSION_CODES", "TlsH11Protocol", "TlsScopeApp", "cipher_suite_code", "tls_extension"]
+__all__ = [
+    "CONNECTION_MEMO",
+    "TLS_VERSION_CODES",
+    "ConnectionMemo",
+    "TlsH11Protocol",
+    "TlsHttpToolsProtocol",
+    "TlsScopeApp",
+    "cipher_suite_code",
+    "tls_extension",
+]
+
+#: Key of the per-connection :class:`ConnectionMemo` in the ``tls`` extension.
+CONNECTION_MEMO: Final = "trustroot.connection"
+
+
+class ConnectionMemo:
+    """What one TLS connection remembers between its requests (lives and dies with the connection).
+
+    ``value`` belongs to the device authentication layer, which alone decides what it holds and
+    when it is still good (:mod:`trustroot.fleet.auth`).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: object = None
+
 
 #: ``SSLObject.version()`` -> the TLS protocol version number.
 TLS_VERSION_CODES: Final[Mapping[str, int]] = {
@@ -95,6 +127,7 @@ def tls_extension(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
     cipher = ssl_object.cipher()
     version = ssl_object.version()
     return {
+        CONNECTION_MEMO: ConnectionMemo(),
         "server_cert": getattr(ssl_object.context, "server_certificate_pem", None),
         "client_cert_chain": chain,
         "client_cert_name": name,
@@ -120,6 +153,16 @@ class TlsScopeApp:
 
 class TlsH11Protocol(H11Protocol):
     """uvicorn's h11 protocol that puts the ASGI ``tls`` extension into every request's scope."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        extension = tls_extension(transport.get_extra_info("ssl_object"))
+        if extension is not None:
+            self.app = TlsScopeApp(self.app, extension)
+
+
+class TlsHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that puts the ASGI ``tls`` extension into every request's scope."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

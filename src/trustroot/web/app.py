@@ -26,6 +26,9 @@ def create_app(service: FleetService) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # FastAPI's native OpenTelemetry looks up the global providers at every request (~8 % of a
+        # check-in's CPU, docs/benchmarks.md); the service configures no OpenTelemetry
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.fleet = service
     for router in routers():

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
-from trustroot.fleet.auth import DEVICE_PATH_PREFIX, PROVISION, DeviceIdentity, require_device
-from trustroot.fleet.checkin import CheckinRequest, CheckinResponse, check_in, checkin_rng
+from trustroot.fleet.auth import (
+    DEVICE_PATH_PREFIX,
+    PROVISION,
+    DeviceAuthError,
+    DeviceIdentity,
+    refusal_response,
+    require_device,
+)
+from trustroot.fleet.checkin import CheckinRequest, CheckinResponse, check_in_async, checkin_rng
 from trustroot.fleet.service import FleetService, get_service
 
 __all__ = ["router"]
@@ -29,10 +37,16 @@ router = APIRouter(prefix=DEVICE_PATH_PREFIX, tags=["device"], dependencies=[Dep
 
 
 @router.post("/check-in", response_model=CheckinResponse, responses=_REFUSED)
-def post_check_in(
+async def post_check_in(
     body: CheckinRequest,
     device: Annotated[DeviceIdentity, Depends(require_device)],
-    service: Annotated[FleetService, Depends(get_service)],
-) -> CheckinResponse:
+    request: Request,
+) -> Response:
     """Check in: report state, receive the next check-in time, an update offer and commands."""
-    return check_in(service, device, body, now=service.clock(), rng=checkin_rng(service))
+    service: FleetService = get_service(request)  # called, not a dependency: no thread hop
+    try:
+        answer = await check_in_async(service, device, body, now=service.clock(), rng=checkin_rng(service))
+    except DeviceAuthError as error:  # revoked or removed in the store since the connection's first request
+        return refusal_response(error, path="/api/v1/device/check-in")
+    # the answer is a CheckinResponse already: serialised once, not validated again by FastAPI
+    return Response(answer.model_dump_json(), media_type="application/json")
