@@ -155,7 +155,7 @@ def test_window_rule_sums_across_batches_and_forgets_outside_the_window() -> Non
         assert run(spread, [replace(later.point(), auth_failures=6)]) == []  # 6 per 60 s: under the max
 
 
-def test_cooldown_keeps_one_alert_per_kind_and_rule() -> None:
+def test_cooldown_keeps_one_alert_per_kind() -> None:
     device = SyntheticDevice("K1", random.Random(8), START)
     monitor = DeviceMonitor("K1")
     fired = [f for _ in range(4) for f in run(monitor, [device.point("unexpected_firmware")])]

@@ -16,9 +16,10 @@ and when each kind of finding last fired). :meth:`DeviceMonitor.observe` judges 
       ├─ warm-up signatures   before the baseline judges: obvious scans (PORTSCAN_RATE, PORTSCAN_DESTS)
       └─ learn                rows that raised nothing teach the baseline
 
-At most one finding per (kind, rule) and batch, the strongest; and none for a (kind, rule) that fired
-less than :data:`COOLDOWN_S` seconds (of the device's own clock) before. Nothing here reads a clock,
-a file or the store: time is the points' time.
+At most one finding per kind and batch (named by the context's rule if one matched, else by the
+strongest signal; the others listed in its evidence; kinds ``rule`` and ``baseline``: one per rule),
+and none for one that fired less than :data:`COOLDOWN_S` seconds (of the device's own clock) before.
+Nothing here reads a clock, a file or the store: time is the points' time.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ __all__ = [
 
 Severity = Literal["info", "warning", "critical"]
 
-#: Seconds (device time) during which the same (kind, rule) does not fire again for a device.
+#: Seconds (device time) during which the same kind (rule, for kinds rule and baseline) does not fire again.
 COOLDOWN_S: Final = 300.0
 #: A new point whose seq is this far below the highest seen comes from another stream (a clone).
 SEQ_TOLERANCE: Final = 64
@@ -403,20 +404,27 @@ class DeviceMonitor:
         last: float,
     ) -> list[Finding]:
         features, scores = judged
-        strongest: dict[tuple[str, str], _Candidate] = {}
+        by_kind: dict[str, list[_Candidate]] = {}
         for candidate in found:
-            key = (candidate.kind, candidate.rule)
-            if key not in strongest or candidate.score > strongest[key].score:
-                strongest[key] = candidate
+            generic = candidate.kind in {"rule", "baseline"}  # each rule its own alert
+            by_kind.setdefault(f"{candidate.kind}|{candidate.rule}" if generic else candidate.kind, []).append(
+                candidate
+            )
         means, stds = self.baseline.mean_std()
         findings = []
-        for (kind, rule), candidate in strongest.items():
+        for key, group in by_kind.items():
+            # The context's own rule names the finding when one matched; else the strongest signal.
+            candidate = max(group, key=lambda c: (c.rule.startswith("telemetry."), c.score))
+            rule = candidate.rule
             moment = float(pts[candidate.row].time.timestamp()) if candidate.row >= 0 else last
-            fired = self.last_fired.get(f"{kind}|{rule}")
+            fired = self.last_fired.get(key)
             if fired is not None and 0 <= moment - fired < COOLDOWN_S:
                 continue
-            self.last_fired[f"{kind}|{rule}"] = moment
+            self.last_fired[key] = moment
             evidence: dict[str, object] = dict(candidate.detail)
+            others = sorted({c.rule for c in group} - {rule})
+            if others:
+                evidence["also_matched"] = others
             if candidate.row >= 0:
                 row = candidate.row
                 evidence["point"] = pts[row].to_json()

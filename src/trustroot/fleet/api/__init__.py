@@ -22,6 +22,8 @@ FEATURE_MODULES: tuple[str, ...] = (
     "disclosure",
     "operator_api",
     "owner",
+    "telemetry",
+    "alerts",
 )
 
 
