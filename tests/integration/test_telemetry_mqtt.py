@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -217,3 +219,45 @@ def test_two_workers_share_the_stream_and_lose_nothing_at_qos_1(fleet: Fleet) ->
     shares = [w.stats.as_dict()["messages"] for w in workers]
     assert sum(shares) == messages and all(share > 0 for share in shares), shares
     assert sum(w.stats.refused for w in workers) == 0
+
+
+def retire(broker: Broker, client_id: str) -> None:
+    """Forget a worker's persistent session (a clean-session connect under its id), as an operator would."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    files = broker.files
+    client.tls_set_context(broker.client_context(files.ingest_cert, files.ingest_key))
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_the_ingest_command_runs_a_worker(fleet: Fleet) -> None:
+    for client_id in ("ingest-0", "ingest-1"):
+        retire(fleet.broker, client_id)
+    before = fleet.count()
+    command = [
+        sys.executable, "-m", "trustroot.cli", "monitor", "ingest", "--context", str(fleet.product_dir),
+        "--broker", f"127.0.0.1:{fleet.broker.port}", "--broker-dir", str(fleet.broker.files.directory),
+        "--database", fleet.url, "--client-id", "ingest-cli", "--max-seconds", "5", "--json",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        device = fleet.devices[1]
+        stream = SyntheticDevice(device.serial, random.Random(9), datetime.now(UTC))
+        stream.seq = 50_000
+        payloads = [batch(stream, 3) for _ in range(20)]
+        for _ in range(100):  # until the worker subscribed (then the PUBACK says a subscriber matched)
+            if publish(fleet.broker, device, f"trustroot/{device.serial}/telemetry", payloads[:1]) == [0]:
+                break
+            threading.Event().wait(0.1)
+        publish(fleet.broker, device, f"trustroot/{device.serial}/telemetry", payloads)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    stats = json.loads(out)
+    assert (stats["accepted"], stats["duplicates"], stats["refused"]) == (60, 3, 0)  # the probe came twice
+    assert fleet.count() - before == 60
