@@ -25,7 +25,6 @@ size are read at most every :data:`POLICY_TTL_S` seconds. The cache of monitor s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -48,7 +47,7 @@ from trustroot.fleet.service import FleetService
 from trustroot.fleet.store._locks import lock_key, serialize_writers
 from trustroot.fleet.store.models import Device, DeviceStatus
 from trustroot.fleet.telemetry_models import MonitorStateRow, TelemetryPointRow
-from trustroot.monitor.detect import Conflict, DeviceMonitor, Finding
+from trustroot.monitor.detect import Conflict, DeviceMonitor, Finding, point_canonical, point_digest
 from trustroot.monitor.fleet import FleetMonitor
 from trustroot.monitor.points import TelemetryPoint
 from trustroot.monitor.policy import MonitorPolicy
@@ -94,10 +93,6 @@ class IngestResult:
 
 def _state_key(serial: str) -> str:
     return f"device:{serial}"
-
-
-def _canonical(point: TelemetryPoint) -> str:
-    return json.dumps(point.to_json(), sort_keys=True, separators=(",", ":"))
 
 
 class TelemetryIngest:
@@ -196,25 +191,16 @@ class TelemetryIngest:
             ).all()
         )
         fresh: list[TelemetryPoint] = []
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[object, ...]] = []
         conflicts: list[Conflict] = []
         for point in points:
-            text = _canonical(point)
-            digest = point_digest_of(text)
+            text = point_canonical(point)
+            digest = point_digest(point, text)
             known = stored.get(point.seq)
             if known is None:
                 stored[point.seq] = digest
                 fresh.append(point)
-                rows.append(
-                    {
-                        "device_id": batch.device_id,
-                        "seq": point.seq,
-                        "time": point.time,
-                        "received_at": now,
-                        "digest": digest,
-                        "data": text,
-                    }
-                )
+                rows.append((batch.device_id, point.seq, point.time, now, digest, text))
             elif known == digest:
                 result.duplicates += 1
             else:
@@ -225,7 +211,7 @@ class TelemetryIngest:
             monitor.observe(fresh, policy, source=batch.source, conflicts=conflicts) if fresh or conflicts else []
         )
         if rows:
-            connection.execute(insert(TelemetryPointRow), rows)
+            _insert_points(connection, rows)
         result.accepted = len(rows)
         self._save(connection, _state_key(batch.serial), version, monitor.to_state(), now)
         self._cache(batch.serial, version + 1, monitor)
@@ -293,9 +279,24 @@ class TelemetryIngest:
         return found
 
 
-def point_digest_of(canonical_json: str) -> str:
-    """The digest :func:`trustroot.monitor.detect.point_digest` gives, from the canonical JSON already made."""
-    return hashlib.sha256(canonical_json.encode("utf-8")).hexdigest()[:32]
+_INSERT: Final = (
+    "INSERT INTO telemetry_points (device_id, seq, time, received_at, digest, data) "
+    "VALUES ({0}, {0}, {0}, {0}, {0}, {0})"
+)
+
+
+def _insert_points(connection: Connection, rows: list[tuple[object, ...]]) -> None:
+    """Insert point rows straight through the driver's executemany (the per-row type processing of
+    SQLAlchemy's Core costs more than the insert); times as the store's UTCDateTime keeps them."""
+    if connection.dialect.name == "sqlite":
+        rows = [
+            (d, s, t.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"),  # type: ignore[attr-defined]
+             r.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds"), g, x)  # type: ignore[attr-defined]
+            for d, s, t, r, g, x in rows
+        ]  # fmt: skip
+        connection.exec_driver_sql(_INSERT.format("?"), rows)
+    else:
+        connection.exec_driver_sql(_INSERT.format("%s"), rows)
 
 
 def telemetry_ingest(service: FleetService) -> TelemetryIngest:

@@ -49,6 +49,7 @@ __all__ = [
     "Conflict",
     "DeviceMonitor",
     "Finding",
+    "point_canonical",
     "point_digest",
 ]
 
@@ -515,7 +516,32 @@ def _round(value: float) -> float:
     return round(number, 4) if math.isfinite(number) else 0.0
 
 
-def point_digest(point: TelemetryPoint) -> str:
-    """A short digest of a point's content (128 bits of SHA-256 over its canonical JSON)."""
-    text = json.dumps(point.to_json(), sort_keys=True, separators=(",", ":"))
+def point_canonical(point: TelemetryPoint) -> str:
+    """The point's content as compact JSON, fields in wire order (what the store keeps and digests)."""
+    return json.dumps(
+        {
+            "time": point.time.isoformat(),
+            "interval_s": point.interval_s,
+            "auth_failures": point.auth_failures,
+            "connection_attempts": point.connection_attempts,
+            "bytes_in": point.bytes_in,
+            "bytes_out": point.bytes_out,
+            "messages_in": point.messages_in,
+            "messages_out": point.messages_out,
+            "message_size_max": point.message_size_max,
+            "update_auth_failures": point.update_auth_failures,
+            "listening_ports": point.listening_ports,
+            "destinations": point.destinations,
+            "firmware_version": point.firmware_version,
+            "cpu_percent": point.cpu_percent,
+            "memory_percent": point.memory_percent,
+            "seq": point.seq,
+        },
+        separators=(",", ":"),
+    )
+
+
+def point_digest(point: TelemetryPoint, canonical: str | None = None) -> str:
+    """A short digest of a point's content (128 bits of SHA-256 over :func:`point_canonical`)."""
+    text = point_canonical(point) if canonical is None else canonical
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
