@@ -125,7 +125,7 @@ _VALUES = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(field=st.sampled_from(sorted(valid_point())), value=_VALUES)
 def test_random_values_in_any_field_are_judged_alike(field: str, value: object) -> None:
     point = valid_point()
