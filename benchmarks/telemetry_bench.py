@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import ssl
 import subprocess
 import sys
@@ -352,7 +353,6 @@ def run_mqtt(work: Path, product_dir: Path, devices: list[tuple[str, str, str]],
                     url,
                     "--client-id",
                     f"bench-ingest-{n}",
-                    "--json",
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -382,7 +382,10 @@ def run_mqtt(work: Path, product_dir: Path, devices: list[tuple[str, str, str]],
             for worker in workers:
                 worker.terminate()
             outputs = [worker.communicate(timeout=60) for worker in workers]
-        stats = [json.loads(out) for out, _ in outputs if out.strip()]
+        stats = [
+            {"messages": int(found.group(1))} if (found := re.search(rb"stopped: (\d+) messages", out)) else {}
+            for out, _ in outputs
+        ]
         lost = total - (stored - before)
         quarter = max(1, len(samples) // 4)
         first = max(m for _, m in samples[:quarter])
