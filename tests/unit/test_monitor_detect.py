@@ -12,7 +12,15 @@ import pytest
 
 from trustroot.context.schema import Telemetry, TelemetryRule
 from trustroot.monitor.baseline import WARMUP_POINTS, Baseline
-from trustroot.monitor.detect import COOLDOWN_S, Conflict, DeviceMonitor, Finding, point_digest
+from trustroot.monitor.detect import (
+    COOLDOWN_S,
+    Conflict,
+    DeviceMonitor,
+    Finding,
+    batch_canonical,
+    point_canonical,
+    point_digest,
+)
 from trustroot.monitor.fleet import FleetMonitor
 from trustroot.monitor.points import TelemetryError, TelemetryPoint
 from trustroot.monitor.policy import MonitorPolicy
@@ -260,3 +268,11 @@ def test_the_detector_is_pure_time_comes_from_the_points() -> None:
     monitor = DeviceMonitor("P1")
     findings = run(monitor, [device.point("unexpected_firmware")])
     assert findings[0].time == (START - timedelta(days=3650)).timestamp()
+
+
+def test_batch_canonical_equals_the_per_point_form() -> None:
+    device = SyntheticDevice("J1", random.Random(14), START)
+    points = [device.point(attack) for attack in (None, "port_scan", "exfiltration", None)]
+    assert batch_canonical(points) == [point_canonical(p) for p in points]
+    assert batch_canonical([]) == []
+    assert json.loads(point_canonical(points[1]))["seq"] == points[1].seq

@@ -47,7 +47,7 @@ from trustroot.fleet.service import FleetService
 from trustroot.fleet.store._locks import lock_key, serialize_writers
 from trustroot.fleet.store.models import Device, DeviceStatus
 from trustroot.fleet.telemetry_models import MonitorStateRow, TelemetryPointRow
-from trustroot.monitor.detect import Conflict, DeviceMonitor, Finding, point_canonical, point_digest
+from trustroot.monitor.detect import Conflict, DeviceMonitor, Finding, batch_canonical, point_digest
 from trustroot.monitor.fleet import FleetMonitor
 from trustroot.monitor.points import TelemetryPoint
 from trustroot.monitor.policy import MonitorPolicy
@@ -193,8 +193,7 @@ class TelemetryIngest:
         fresh: list[TelemetryPoint] = []
         rows: list[tuple[object, ...]] = []
         conflicts: list[Conflict] = []
-        for point in points:
-            text = point_canonical(point)
+        for point, text in zip(points, batch_canonical(points), strict=True):
             digest = point_digest(point, text)
             known = stored.get(point.seq)
             if known is None:
