@@ -290,3 +290,46 @@ def test_points_go_to_the_certificate_s_device_only(service: RunningService) -> 
     changed = {"points": [dict(p, bytes_out=p["bytes_out"] + 1) for p in points["points"]]}  # type: ignore[attr-defined]
     with service.client(first) as client:
         assert client.post(PATH, json=changed).json() == {"accepted": 0, "duplicates": 3}
+
+
+def test_ingest_on_both_backends_dedupes_scores_and_shares_state(migrated_store_url: str, product_dir: Path) -> None:
+    """The ingest itself on SQLite and PostgreSQL: two ingest objects (two workers) on one store."""
+    from trustroot.context.schema import Telemetry
+    from trustroot.fleet.store.models import Batch
+    from trustroot.fleet.telemetry_models import MonitorStateRow
+
+    store = Store(make_engine(migrated_store_url))
+    now = datetime.now(UTC)
+    try:
+        with store.transaction() as session:
+            session.add(Batch(id="b", manifest_sha256="0" * 64, factory="f", device_count=1, imported_at=now))
+            session.add(
+                Device(serial="DEV-1", certificate_fingerprint="a" * 64, certificate_pem="-", batch_id="b",
+                       factory="f", registered_at=now)
+            )  # fmt: skip
+        with store.transaction() as session:
+            device_id = session.scalar(select(Device.id).where(Device.serial == "DEV-1"))
+        assert device_id is not None
+        context = load_context(product_dir / "security-context.toml").model
+        service = FleetService(
+            store=store,
+            config=FleetConfig(database_url=migrated_store_url, state_dir=product_dir / ".trustroot"),
+            context=context.model_copy(update={"telemetry": Telemetry()}),
+            pki_dir=product_dir / ".trustroot" / "pki",
+        )
+        first, second = TelemetryIngest(service), TelemetryIngest(service)
+        stream = SyntheticDevice("DEV-1", random.Random(8), now - timedelta(hours=2))
+        batch_one = [stream.point() for _ in range(30)]
+        assert first.ingest([DeviceBatch(device_id, "DEV-1", batch_one)])[0].accepted == 30
+        again = second.ingest([DeviceBatch(device_id, "DEV-1", [*batch_one[:10], stream.point()])])[0]
+        assert (again.accepted, again.duplicates, again.alerts) == (1, 10, [])
+        attacked = first.ingest([DeviceBatch(device_id, "DEV-1", [stream.point("exfiltration")])])[0]
+        assert [a.kind for a in attacked.alerts] == ["exfiltration"]  # first's cache was stale: reloaded
+        with store.transaction() as session:
+            assert session.scalar(select(func.count()).select_from(TelemetryPointRow)) == 32
+            state = session.get(MonitorStateRow, "device:DEV-1")
+            assert state is not None and state.version == 3
+            stored = session.scalars(select(TelemetryPointRow).where(TelemetryPointRow.seq == 0)).one()
+            assert stored.time == batch_one[0].time and json.loads(stored.data)["seq"] == 0
+    finally:
+        store.dispose()
