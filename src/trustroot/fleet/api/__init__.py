@@ -23,6 +23,8 @@ FEATURE_MODULES: tuple[str, ...] = (
     "operator_api",
     "owner",
     "audit",
+    "telemetry",
+    "alerts",
 )
 
 
