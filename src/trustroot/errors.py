@@ -42,14 +42,19 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     │   └── InvalidImageError         (boot/errors.py) an image failed boot-time verification
     ├── PasswordMismatchError         a device password does not match its verifier
     ├── BundleError                   a device bundle does not open (one message: no oracle)
+    ├── AgentError                    the device agent cannot do what was asked (no trust material, a
+    │                                 service that refused a report, a simulation that cannot start)
     └── StateError                    product state on disk is inconsistent or already exists
         ├── DeviceDirectoryError      a device directory is incomplete or malformed
-        └── ProductionStateError      the production store is damaged or disagrees with the evidence
+        ├── ProductionStateError      the production store is damaged or disagrees with the evidence
+        └── AgentStateError           the agent's persistent state (slots, queue, state file) is damaged
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
+    "AgentStateError",
     "BackupError",
     "BootError",
     "BundleError",
@@ -271,3 +276,11 @@ class InvalidStationReport(PolicyRefusal):
 
 class InvalidManifest(TrustrootError):
     """A batch manifest was refused: forged, altered or malformed."""
+
+
+class AgentError(TrustrootError):
+    """The device agent (or the fleet simulator) cannot do what was asked."""
+
+
+class AgentStateError(StateError):
+    """The agent's persistent state (slots, telemetry queue, state file) is damaged or of an unknown format."""

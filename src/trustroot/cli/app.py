@@ -15,6 +15,7 @@ def build_app() -> typer.Typer:
     """Assemble the CLI (imported only when a command runs)."""
     from trustroot import __version__
     from trustroot.cli import (
+        agent_cmd,
         bootloader_cmd,
         context_cmd,
         disclosure_cmd,
@@ -31,6 +32,7 @@ def build_app() -> typer.Typer:
     from trustroot.cli.doctor_cmd import doctor
     from trustroot.cli.init_cmd import init
     from trustroot.cli.serve_cmd import serve
+    from trustroot.cli.simulate_cmd import simulate
 
     app = typer.Typer(
         name="trustroot",
@@ -44,6 +46,7 @@ def build_app() -> typer.Typer:
     app.command("doctor")(exit_code(doctor))
     app.command("demo")(exit_code(demo))
     app.command("serve")(exit_code(serve))
+    app.command("simulate")(exit_code(simulate))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
     command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
@@ -57,4 +60,5 @@ def build_app() -> typer.Typer:
     app.add_typer(fleet_cmd.app, name="fleet")
     app.add_typer(operator_cmd.app, name="operator")
     app.add_typer(disclosure_cmd.app, name="disclosure")
+    app.add_typer(agent_cmd.app, name="agent")
     return app

@@ -22,6 +22,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "disclosure",
     "operator_api",
     "owner",
+    "agent_reports",
 )
 
 

@@ -1,0 +1,264 @@
+"""The simulator's fleet: a scratch copy of the product, a batch of devices, releases, and the service.
+
+Nothing of the user's product is changed: :func:`scratch_product` copies the Security Context
+and its state directory (keys stay encrypted; a PKCS#11 token is shared) into a temporary
+directory, without the fleet store (the scratch fleet starts empty). There, :func:`provision`
+runs the real factory flow for N devices: a production token and batch (flow b, bundles sealed
+to the station key), ``provision program`` for every device directory, the batch closed and its
+signed manifest imported into the scratch fleet store, and :func:`publish` signs images with the
+product's firmware key and publishes them over TUF. The agent layer never imports the fleet
+service's code: what only the service side can do (publish a release, import a manifest, add an
+operator, export the TUF root) runs as ``trustroot`` CLI commands in child processes, and
+:class:`ServiceProcess` runs
+``trustroot serve`` for the scratch product as a separate process on a fixed free loopback port
+(real TLS), so that it can be stopped and started again on the same address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import serialization
+
+from trustroot.agent.device import enroll
+from trustroot.errors import AgentError
+from trustroot.product import ROOT_CA_CERT, Product, open_product
+
+__all__ = [
+    "DEVICE_SECRET",
+    "ProvisionedDevice",
+    "ServiceProcess",
+    "free_port",
+    "operator_token",
+    "provision",
+    "publish",
+    "scratch_product",
+    "signed_image",
+]
+
+#: The device secret of simulated devices (each device directory also has its own random file secret).
+DEVICE_SECRET: Final = b"trustroot-simulated-device-secret"
+_LISTENING = re.compile(r"listening on https://127\.0\.0\.1:(\d+)")
+_START_TIMEOUT_S: Final = 90.0
+_FACTORY = "simulator"
+_CLI_TIMEOUT_S: Final = 300.0
+
+
+@dataclass(frozen=True)
+class ProvisionedDevice:
+    serial: str
+    directory: Path
+    claim_code: str
+
+
+def scratch_product(product: Product, directory: Path) -> Product:
+    """A copy of ``product`` in ``directory`` with an empty fleet store (secrets: the environment or a prompt)."""
+    source_ctx = product.context.path
+    state = product.state_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source_ctx, directory / source_ctx.name)
+    skip = shutil.ignore_patterns("fleet.sqlite*", "*.lock")
+    shutil.copytree(state, directory / state.name, symlinks=True, ignore=skip)
+    return open_product(directory / source_ctx.name)
+
+
+def signed_image(product: Product, version: str, counter: int, size: int = 4096) -> bytes:
+    """A firmware image signed with the product's firmware key (the payload is filler)."""
+    from trustroot.image.sign import sign_image_bytes
+    from trustroot.keys._interface import KeyRole
+
+    boot = product.context.model.boot
+    handle = product.keys.unlock(product.keys.active(KeyRole.FIRMWARE_SIGNING).name)
+    body = hashlib.sha256(version.encode()).digest() * (size // 32)
+    return sign_image_bytes(
+        b"\x00" * boot.header_size + body,
+        handle,
+        version=version,
+        header_size=boot.header_size,
+        security_counter=counter,
+    )
+
+
+def _cli(product: Product, *args: str) -> bytes:
+    """Run ``trustroot ARGS --context CTX`` in a child process; its standard output (AgentError if it fails)."""
+    command = [sys.executable, "-m", "trustroot.cli", *args, "--context", str(product.context.path)]
+    done = subprocess.run(
+        command, capture_output=True, env=dict(os.environ), cwd=product.root, check=False, timeout=_CLI_TIMEOUT_S
+    )
+    if done.returncode != 0:
+        raise AgentError(f"trustroot {' '.join(args[:2])} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    return done.stdout
+
+
+def _cli_json(product: Product, *args: str) -> dict[str, Any]:
+    found = json.loads(_cli(product, *args, "--json"))
+    if not isinstance(found, dict):
+        raise AgentError(f"trustroot {' '.join(args[:2])} did not answer a JSON object")
+    return found
+
+
+def publish(product: Product, image: bytes, name: str, workdir: Path) -> int:
+    """Publish ``image`` on the product's first channel (``trustroot release publish``); the release id."""
+    path = workdir / f"{name}-{hashlib.sha256(image).hexdigest()[:12]}.img"
+    path.write_bytes(image)
+    channel = product.context.model.update.channels[0]
+    done = _cli_json(product, "release", "publish", str(path), "--channel", channel, "--name", name)
+    return int(done["release"]["id"]) if "release" in done else int(done["id"])
+
+
+def operator_token(product: Product, scopes: str = "read,release,device-admin") -> str:
+    """A fresh operator token of the fleet (``trustroot operator add``; kept hashed in the store)."""
+    return str(_cli_json(product, "operator", "add", f"simulator-{secrets.token_hex(4)}", "--scope", scopes)["token"])
+
+
+def provision(product: Product, count: int, out_dir: Path, factory_image: bytes) -> list[ProvisionedDevice]:
+    """Provision ``count`` devices (the real factory flow; module docstring) and enroll them."""
+    from trustroot.image.recipes import product_verification_keys
+    from trustroot.keys._interface import public_key_fingerprint
+    from trustroot.provision.batch import open_batch, run_batch, station_public_key
+    from trustroot.provision.device_dir import program
+    from trustroot.provision.manifest import close_batch
+    from trustroot.provision.tokens import STATION_KEY, authorize_here, production_store
+
+    store = production_store(product)
+    bundles = out_dir / "bundles"
+    try:
+        token = authorize_here(product, store, factory=_FACTORY, count=count)
+        recipient = station_public_key(product)
+        record = open_batch(
+            product,
+            store,
+            token.token_id,
+            count=count,
+            out_dir=bundles,
+            station_key=public_key_fingerprint(recipient),
+        )
+        run_batch(product, store, record.batch_id, station_key=recipient)
+        closed = close_batch(product, store, record.batch_id, out_dir=out_dir / "manifest")
+    finally:
+        store.close()
+    _cli_json(product, "fleet", "import-batch", str(closed.manifest))
+    station = product.keys.unlock(STATION_KEY)
+    anchor = product.certificate(ROOT_CA_CERT)
+    tuf_root = _cli(product, "release", "root")
+    keys_pem = b"".join(
+        key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        for key in product_verification_keys(product)
+    )
+    devices: list[ProvisionedDevice] = []
+    for bundle in sorted(bundles.glob("*.bundle")):
+        directory = out_dir / "devices" / bundle.stem
+        done = program(bundle.read_bytes(), station, directory, device_secret=DEVICE_SECRET, trust_anchor=anchor)
+        enroll(directory, tuf_root=tuf_root, image_keys_pem=keys_pem, factory_image=factory_image)
+        devices.append(ProvisionedDevice(serial=done.serial, directory=directory, claim_code=done.label.claim_code))
+    if len(devices) != count:
+        raise AgentError(f"provisioned {len(devices)} devices, {count} were asked for")
+    return devices
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServiceProcess:
+    """``trustroot serve`` for the scratch product, as a separate process on a fixed loopback port."""
+
+    def __init__(self, product: Product, log_dir: Path, *, port: int | None = None, max_inflight: int = 64) -> None:
+        self.product = product
+        self.port = port or free_port()
+        self.log_dir = log_dir
+        self.max_inflight = max_inflight
+        self.process: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _ready(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.product.pki_dir / ROOT_CA_CERT))
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", self.port), timeout=2) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
+                return True
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self._starts += 1
+        log = self.log_dir / f"serve-{self._starts}.log"
+        with log.open("wb") as handle:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trustroot.cli",
+                    "serve",
+                    "--context",
+                    str(self.product.context.path),
+                    "--port",
+                    str(self.port),
+                    "--max-inflight",
+                    str(self.max_inflight),
+                ],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ),
+                cwd=self.product.context.path.parent,
+            )
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AgentError(f"trustroot serve exited with {self.process.returncode}: {log.read_text()[-2000:]}")
+            if _LISTENING.search(log.read_text(errors="replace")) and self._ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise AgentError(f"trustroot serve did not come up within {_START_TIMEOUT_S:g} s (log: {log})")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def kill(self) -> None:
+        """An outage: the service dies at once (SIGKILL), connections drop."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[ServiceProcess]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
