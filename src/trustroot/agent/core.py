@@ -460,10 +460,14 @@ class Agent:
             return self._finish(install, "rejected", str(exc))
         except UpdateError as exc:
             return self._finish(install, "failed", str(exc))
-        install = {"version": real_version, "security_counter": real_counter}
+        return await self.install_verified(data, real_version, real_counter)
+
+    async def install_verified(self, data: bytes, version: str, counter: int) -> str:
+        """Stage a verified image, test-boot it, confirm or revert; the result is kept before anything else."""
+        install = {"version": version, "security_counter": counter}
         self.state.install = install
         self.state.save()
-        await asyncio.to_thread(self.slots.stage, data, real_version, real_counter)
+        await asyncio.to_thread(self.slots.stage, data, version, counter)
         trial = await asyncio.to_thread(self.slots.begin_trial)
         self.running = trial  # the test boot: the new image runs once
         self.state.boot_count += 1

@@ -8,7 +8,8 @@ to the station key), ``provision program`` for every device directory, the batch
 signed manifest imported into the scratch fleet store, and :func:`publish` signs images with the
 product's firmware key and publishes them over TUF. The agent layer never imports the fleet
 service's code: what only the service side can do (publish a release, import a manifest, add an
-operator, export the TUF root) runs as ``trustroot`` CLI commands in child processes, and
+operator, export the TUF root) goes through a :class:`FleetAdmin`: ``trustroot`` commands in child
+processes (:class:`CliFleetAdmin`), or the in-process one ``trustroot simulate`` wires in, and
 :class:`ServiceProcess` runs
 ``trustroot serve`` for the scratch product as a separate process on a fixed free loopback port
 (real TLS), so that it can be stopped and started again on the same address.
@@ -32,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives import serialization
 
@@ -42,10 +43,11 @@ from trustroot.product import ROOT_CA_CERT, Product, open_product
 
 __all__ = [
     "DEVICE_SECRET",
+    "CliFleetAdmin",
+    "FleetAdmin",
     "ProvisionedDevice",
     "ServiceProcess",
     "free_port",
-    "operator_token",
     "provision",
     "publish",
     "scratch_product",
@@ -95,39 +97,77 @@ def signed_image(product: Product, version: str, counter: int, size: int = 4096)
     )
 
 
-def _cli(product: Product, *args: str) -> bytes:
-    """Run ``trustroot ARGS --context CTX`` in a child process; its standard output (AgentError if it fails)."""
-    command = [sys.executable, "-m", "trustroot.cli", *args, "--context", str(product.context.path)]
-    done = subprocess.run(
-        command, capture_output=True, env=dict(os.environ), cwd=product.root, check=False, timeout=_CLI_TIMEOUT_S
-    )
-    if done.returncode != 0:
-        raise AgentError(f"trustroot {' '.join(args[:2])} failed: {done.stderr.decode(errors='replace')[-500:]}")
-    return done.stdout
+class FleetAdmin(Protocol):
+    """What only the service side can do for the simulator (the agent layer never imports the fleet's code)."""
+
+    def publish(self, image: Path, name: str) -> int:
+        """Publish the signed image at ``image`` on the product's first channel; the release id."""
+        ...
+
+    def import_batch(self, manifest: Path) -> None:
+        """Import a closed batch's signed manifest into the fleet."""
+        ...
+
+    def operator_token(self, scopes: str) -> str:
+        """A new operator API token with ``scopes``."""
+        ...
+
+    def tuf_root(self) -> bytes:
+        """The TUF root metadata devices trust."""
+        ...
 
 
-def _cli_json(product: Product, *args: str) -> dict[str, Any]:
-    found = json.loads(_cli(product, *args, "--json"))
-    if not isinstance(found, dict):
-        raise AgentError(f"trustroot {' '.join(args[:2])} did not answer a JSON object")
-    return found
+@dataclass(frozen=True)
+class CliFleetAdmin:
+    """:class:`FleetAdmin` through ``trustroot`` commands in child processes."""
+
+    product: Product
+
+    def _run(self, *args: str) -> bytes:
+        command = [sys.executable, "-m", "trustroot.cli", *args, "--context", str(self.product.context.path)]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            env=dict(os.environ),
+            cwd=self.product.root,
+            check=False,
+            timeout=_CLI_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            raise AgentError(f"trustroot {' '.join(args[:2])} failed: {done.stderr.decode(errors='replace')[-500:]}")
+        return done.stdout
+
+    def _json(self, *args: str) -> dict[str, Any]:
+        found = json.loads(self._run(*args, "--json"))
+        if not isinstance(found, dict):
+            raise AgentError(f"trustroot {' '.join(args[:2])} did not answer a JSON object")
+        return found
+
+    def publish(self, image: Path, name: str) -> int:
+        channel = self.product.context.model.update.channels[0]
+        done = self._json("release", "publish", str(image), "--channel", channel, "--name", name)
+        return int(done["release"]["id"])
+
+    def import_batch(self, manifest: Path) -> None:
+        self._json("fleet", "import-batch", str(manifest))
+
+    def operator_token(self, scopes: str) -> str:
+        return str(self._json("operator", "add", f"simulator-{secrets.token_hex(4)}", "--scope", scopes)["token"])
+
+    def tuf_root(self) -> bytes:
+        return self._run("release", "root")
 
 
-def publish(product: Product, image: bytes, name: str, workdir: Path) -> int:
-    """Publish ``image`` on the product's first channel (``trustroot release publish``); the release id."""
+def publish(admin: FleetAdmin, image: bytes, name: str, workdir: Path) -> int:
+    """Publish ``image`` (written to ``workdir`` first); the release id."""
     path = workdir / f"{name}-{hashlib.sha256(image).hexdigest()[:12]}.img"
     path.write_bytes(image)
-    channel = product.context.model.update.channels[0]
-    done = _cli_json(product, "release", "publish", str(path), "--channel", channel, "--name", name)
-    return int(done["release"]["id"]) if "release" in done else int(done["id"])
+    return admin.publish(path, name)
 
 
-def operator_token(product: Product, scopes: str = "read,release,device-admin") -> str:
-    """A fresh operator token of the fleet (``trustroot operator add``; kept hashed in the store)."""
-    return str(_cli_json(product, "operator", "add", f"simulator-{secrets.token_hex(4)}", "--scope", scopes)["token"])
-
-
-def provision(product: Product, count: int, out_dir: Path, factory_image: bytes) -> list[ProvisionedDevice]:
+def provision(
+    product: Product, admin: FleetAdmin, count: int, out_dir: Path, factory_image: bytes
+) -> list[ProvisionedDevice]:
     """Provision ``count`` devices (the real factory flow; module docstring) and enroll them."""
     from trustroot.image.recipes import product_verification_keys
     from trustroot.keys._interface import public_key_fingerprint
@@ -153,10 +193,10 @@ def provision(product: Product, count: int, out_dir: Path, factory_image: bytes)
         closed = close_batch(product, store, record.batch_id, out_dir=out_dir / "manifest")
     finally:
         store.close()
-    _cli_json(product, "fleet", "import-batch", str(closed.manifest))
+    admin.import_batch(closed.manifest)
     station = product.keys.unlock(STATION_KEY)
     anchor = product.certificate(ROOT_CA_CERT)
-    tuf_root = _cli(product, "release", "root")
+    tuf_root = admin.tuf_root()
     keys_pem = b"".join(
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         for key in product_verification_keys(product)

@@ -193,6 +193,7 @@ class Simulation:
         seed: int | None = None,
         workdir: Path | None = None,
         progress: Callable[[str], None] | None = None,
+        admin: Callable[[Product], sim_fleet.FleetAdmin] = sim_fleet.CliFleetAdmin,
     ) -> None:
         if scenario not in SCENARIOS:
             raise UsageError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
@@ -212,6 +213,7 @@ class Simulation:
         self.workdir = workdir
         self.progress = progress or (lambda _text: None)
         self.recorder = _Recorder()
+        self.admin_for = admin
         self._ca = ""
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -228,14 +230,15 @@ class Simulation:
         images = workdir / "images"
         images.mkdir(parents=True, exist_ok=True)
         name = f"sim-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8]}"
+        admin = self.admin_for(product)
         factory = sim_fleet.signed_image(product, "1.0.0", 1)
-        sim_fleet.publish(product, factory, name, images)
+        sim_fleet.publish(admin, factory, name, images)
         self.progress(f"provisioning {self.n} devices (factory flow, scratch batch)")
-        devices = sim_fleet.provision(product, self.n, workdir / "fleet", factory)
+        devices = sim_fleet.provision(product, admin, self.n, workdir / "fleet", factory)
         release_id = None
         if self.plan.name == "rollout":
-            release_id = sim_fleet.publish(product, sim_fleet.signed_image(product, "1.1.0", 2), name, images)
-        token = sim_fleet.operator_token(product)
+            release_id = sim_fleet.publish(admin, sim_fleet.signed_image(product, "1.1.0", 2), name, images)
+        token = admin.operator_token("read,release,device-admin")
         self._ca = str(product.pki_dir / ROOT_CA_CERT)
         setup_s = time.monotonic() - setup_start
         service = None
@@ -283,6 +286,7 @@ class Simulation:
         if run.owned:
             for agent in run.agents:
                 self._plant_personal_data(agent)
+        run.clock.restart()  # simulated second 0: every agent is ready
         wall_start = time.monotonic()
         started_at = datetime.now(UTC)
         tasks = [asyncio.create_task(agent.run(run.stop)) for agent in run.agents]

@@ -71,6 +71,11 @@ class ScaledClock:
     def elapsed(self) -> float:
         return (time.monotonic() - self._start) * self.scale
 
+    def restart(self) -> None:
+        """Start counting again from now (simulated second 0 = now)."""
+        self._start = time.monotonic()
+        self.origin = datetime.now(UTC)
+
     def now(self) -> datetime:
         if self.real_time:
             return self.origin + timedelta(seconds=time.monotonic() - self._start)

@@ -3,14 +3,59 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
-from typing import Annotated
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from trustroot.cli._common import ContextOpt, JsonOpt, Output, QuietOpt, open_product_for_cli
 
-__all__ = ["simulate"]
+if TYPE_CHECKING:
+    from trustroot.product import Product
+
+__all__ = ["InProcessFleetAdmin", "simulate"]
+
+
+@dataclass(frozen=True)
+class InProcessFleetAdmin:
+    """The simulator's fleet-side operations in this process (the CLI layer may use the fleet's code)."""
+
+    product: Product
+
+    def publish(self, image: Path, name: str) -> int:
+        from trustroot.fleet.releases.publish import publish_release
+        from trustroot.fleet.service import product_service
+
+        channel = self.product.context.model.update.channels[0]
+        with product_service(self.product, None) as service:
+            return publish_release(self.product, image, channel=channel, store=service.store, name=name).release.id
+
+    def import_batch(self, manifest: Path) -> None:
+        from trustroot._fsutil import read_bounded
+        from trustroot.fleet.devices import import_batch
+        from trustroot.fleet.service import product_service
+        from trustroot.provision.manifest import MAX_MANIFEST_BYTES
+
+        data = read_bounded(manifest, MAX_MANIFEST_BYTES, what="batch manifest")
+        with product_service(self.product, None) as service:
+            import_batch(service, data, actor=self.product.actor, source=str(manifest))
+
+    def operator_token(self, scopes: str) -> str:
+        from trustroot.fleet.operators import add_operator
+        from trustroot.fleet.service import product_service
+
+        with product_service(self.product, None) as service:
+            name = f"simulator-{secrets.token_hex(4)}"
+            return add_operator(service, name, scopes, actor=self.product.actor).token
+
+    def tuf_root(self) -> bytes:
+        from trustroot.fleet.releases.publish import open_repository
+
+        repo, _ = open_repository(self.product)
+        return repo.root_bytes()
 
 
 def simulate(
@@ -53,6 +98,7 @@ def simulate(
         jitter=not no_jitter,
         seed=seed,
         progress=out.info,
+        admin=InProcessFleetAdmin,
     )
     report = run.run()
     figures = report.figures
