@@ -247,7 +247,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         self._starts += 1
-        log = self.log_dir / f"serve-{self._starts}.log"
+        log = self.log_dir / f"serve-{self.port}-{self._starts}.log"
         with log.open("wb") as handle:
             self.process = subprocess.Popen(
                 [

@@ -32,11 +32,13 @@ import json
 import logging
 import math
 import random
+import ssl
 import statistics
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +58,16 @@ from trustroot.agent.timing import ScaledClock
 from trustroot.errors import AgentError, UsageError
 from trustroot.product import ROOT_CA_CERT, Product
 
-__all__ = ["BIN_S", "SCENARIOS", "Plan", "SimReport", "Simulation", "default_time_scale"]
+__all__ = [
+    "BIN_S",
+    "SCENARIOS",
+    "Plan",
+    "SimFleet",
+    "SimReport",
+    "Simulation",
+    "default_time_scale",
+    "prepare_fleet",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +81,8 @@ DETECTION_WINDOW_S: Final = 60.0
 DEFAULT_WALL_S: Final = 60.0
 MAX_DEVICES: Final = 10_000
 _DRAIN_WALL_S: Final = 20.0
+#: Threads for the agents' blocking work (TUF downloads, slot writes).
+_THREADS: Final = 32
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ class Plan:
 SCENARIOS: Final[dict[str, Plan]] = {
     "steady": Plan("steady", duration_s=300, telemetry_interval_s=60),
     "outage": Plan("outage", duration_s=540, telemetry_interval_s=60, outage_at_s=300, outage_s=120),
-    "rollout": Plan("rollout", duration_s=240, telemetry_interval_s=300),
+    "rollout": Plan("rollout", duration_s=300, telemetry_interval_s=300),
     "compromised": Plan("compromised", duration_s=300, telemetry_interval_s=30, attack_at_s=150),
     "deletion": Plan("deletion", duration_s=4500, telemetry_interval_s=600, telemetry=False, delete_at_s=120),
 }
@@ -126,6 +139,8 @@ class _Recorder:
     events: Counter[str] = field(default_factory=Counter)
     installs: Counter[str] = field(default_factory=Counter)
     reports: list[dict[str, Any]] = field(default_factory=list)
+    install_starts: list[float] = field(default_factory=list)
+    install_times: list[float] = field(default_factory=list)
 
     def __call__(self, event: AgentEvent) -> None:
         self.events[event.kind] += 1
@@ -133,6 +148,9 @@ class _Recorder:
             self.requests.append(event.elapsed)
         elif event.kind == "install" and event.detail.get("phase") == "done":
             self.installs[str(event.detail.get("status"))] += 1
+            self.install_times.append(event.elapsed)
+        elif event.kind == "install":
+            self.install_starts.append(event.elapsed)
         elif event.kind == "reported":
             self.reports.append(event.detail)
 
@@ -155,6 +173,51 @@ def reconnect_peak_ratio(times: list[float], steady: tuple[float, float], return
         return None
     mean = statistics.fmean(steady_bins)
     return round(max(after) / mean, 3) if mean > 0 else None
+
+
+@dataclass
+class SimFleet:
+    """Provisioned simulated devices and what the simulator needs to drive their fleet."""
+
+    product: Product
+    admin: sim_fleet.FleetAdmin
+    devices: list[sim_fleet.ProvisionedDevice]
+    workdir: Path
+    name: str
+    token: str
+    setup_s: float
+    #: Releases published after the factory image (each rollout run publishes one more).
+    releases: int = 0
+
+
+def prepare_fleet(
+    product: Product,
+    count: int,
+    workdir: Path,
+    *,
+    admin_for: Callable[[Product], sim_fleet.FleetAdmin] = sim_fleet.CliFleetAdmin,
+    scratch: bool = True,
+) -> SimFleet:
+    """A scratch copy of ``product`` (unless ``scratch`` is off), ``count`` devices, the factory release."""
+    started = time.monotonic()
+    product = sim_fleet.scratch_product(product, workdir / "product") if scratch else product
+    images = workdir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    admin = admin_for(product)
+    name = f"sim-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8]}"
+    factory = sim_fleet.signed_image(product, "1.0.0", 1)
+    sim_fleet.publish(admin, factory, name, images)
+    devices = sim_fleet.provision(product, admin, count, workdir / "fleet", factory)
+    token = admin.operator_token("read,release,device-admin")
+    return SimFleet(
+        product=product,
+        admin=admin,
+        devices=devices,
+        workdir=workdir,
+        name=name,
+        token=token,
+        setup_s=time.monotonic() - started,
+    )
 
 
 @dataclass
@@ -218,42 +281,41 @@ class Simulation:
 
     # -- set-up -------------------------------------------------------------------------------------
 
-    def run(self) -> SimReport:
+    def run(self, fleet: SimFleet | None = None) -> SimReport:
+        """Run the scenario, on ``fleet`` if given (prepared by :func:`prepare_fleet`), else on a new one."""
+        if fleet is not None:
+            return self._run_on(fleet)
         if self.workdir is not None:
-            return self._run_in(self.workdir)
+            return self._run_on(self.prepare(self.workdir))
         with tempfile.TemporaryDirectory(prefix="trustroot-sim-") as scratch:
-            return self._run_in(Path(scratch))
+            return self._run_on(self.prepare(Path(scratch)))
 
-    def _run_in(self, workdir: Path) -> SimReport:
-        setup_start = time.monotonic()
-        product = self.product if self.url is not None else sim_fleet.scratch_product(self.product, workdir / "product")
-        images = workdir / "images"
-        images.mkdir(parents=True, exist_ok=True)
-        name = f"sim-{hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8]}"
-        admin = self.admin_for(product)
-        factory = sim_fleet.signed_image(product, "1.0.0", 1)
-        sim_fleet.publish(admin, factory, name, images)
+    def prepare(self, workdir: Path) -> SimFleet:
         self.progress(f"provisioning {self.n} devices (factory flow, scratch batch)")
-        devices = sim_fleet.provision(product, admin, self.n, workdir / "fleet", factory)
+        return prepare_fleet(self.product, self.n, workdir, admin_for=self.admin_for, scratch=self.url is None)
+
+    def _run_on(self, fleet: SimFleet) -> SimReport:
+        if len(fleet.devices) != self.n:
+            raise UsageError(f"the prepared fleet has {len(fleet.devices)} devices, not {self.n}")
         release_id = None
         if self.plan.name == "rollout":
-            release_id = sim_fleet.publish(admin, sim_fleet.signed_image(product, "1.1.0", 2), name, images)
-        token = admin.operator_token("read,release,device-admin")
-        self._ca = str(product.pki_dir / ROOT_CA_CERT)
-        setup_s = time.monotonic() - setup_start
+            fleet.releases += 1
+            image = sim_fleet.signed_image(fleet.product, f"1.{fleet.releases}.0", 1 + fleet.releases)
+            release_id = sim_fleet.publish(fleet.admin, image, fleet.name, fleet.workdir / "images")
+        self._ca = str(fleet.product.pki_dir / ROOT_CA_CERT)
         service = None
         if self.url is None:
-            service = sim_fleet.ServiceProcess(product, workdir, max_inflight=256)
+            service = sim_fleet.ServiceProcess(fleet.product, fleet.workdir, max_inflight=256)
             service.start()
         url = self.url or (service.url if service else "")
         try:
             self.progress(f"service at {url}; running {self.plan.name} at time scale {self.scale:g}")
-            run = _Run(devices=devices, url=url, token=token, service=service, workdir=workdir)
+            run = _Run(devices=fleet.devices, url=url, token=fleet.token, service=service, workdir=fleet.workdir)
             report = asyncio.run(self._simulate(run, release_id))
         finally:
             if service is not None:
                 service.stop()
-        report.figures["setup_wall_s"] = round(setup_s, 2)
+        report.figures["setup_wall_s"] = round(fleet.setup_s, 2)
         return report
 
     # -- the run ------------------------------------------------------------------------------------
@@ -274,9 +336,14 @@ class Simulation:
 
     async def _simulate(self, run: _Run, release_id: int | None) -> SimReport:
         plan = self.plan
+        # update downloads (python-tuf is synchronous) run in threads: enough of them for a fleet
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=_THREADS))
         run.clock = ScaledClock(scale=self.scale, real_time=True)
         run.operator = httpx.AsyncClient(
-            base_url=run.url, verify=self._ca, timeout=30.0, headers={"Authorization": f"Bearer {run.token}"}
+            base_url=run.url,
+            verify=ssl.create_default_context(cafile=self._ca),
+            timeout=30.0,
+            headers={"Authorization": f"Bearer {run.token}"},
         )
         rollout_id = await self._start_rollout(run.operator, release_id) if release_id is not None else None
         self._choose(run)
@@ -297,7 +364,10 @@ class Simulation:
             pending = await self._drain(run.agents + run.clones)
         finally:
             run.stop.set()
-            await asyncio.gather(*tasks, *run.tasks, return_exceptions=True)
+            outcomes = await asyncio.gather(*tasks, *run.tasks, return_exceptions=True)
+        errors = Counter(f"{type(e).__name__}: {e}"[:200] for e in outcomes if isinstance(e, BaseException))
+        if errors:
+            run.result["agent_errors"] = dict(errors)
         figures = self._figures(run, time.monotonic() - wall_start, pending)
         details: dict[str, Any] = {"events": dict(self.recorder.events), **run.result}
         if plan.telemetry:
@@ -310,6 +380,10 @@ class Simulation:
                 key: view.get(key) for key in ("state", "offered", "succeeded", "failed", "failure_share", "reason")
             }
             details["installs"] = dict(self.recorder.installs)
+            details["install_window_s"] = [
+                round(min(self.recorder.install_starts, default=0), 1),
+                round(max(self.recorder.install_times, default=0), 1),
+            ]
         if run.attacked:
             figures.update(await self._detection(run, started_at))
         if run.owned:
@@ -379,7 +453,7 @@ class Simulation:
 
         async def health(image: SlotImage) -> bool:
             await clock.sleep(2.0)  # the test boot takes a moment
-            return not (failing and image.version.startswith("1.1.0"))
+            return not (failing and image.version != "1.0.0+0")  # a failing device fails every new image
 
         return Agent(
             loaded,
@@ -454,7 +528,12 @@ class Simulation:
         category = next((c.name for c in self.product.context.model.data.personal if c.in_service), None)
 
         async def one(device: sim_fleet.ProvisionedDevice) -> None:
-            async with gate, httpx.AsyncClient(base_url=run.url, verify=self._ca, timeout=30.0) as client:
+            async with (
+                gate,
+                httpx.AsyncClient(
+                    base_url=run.url, verify=ssl.create_default_context(cafile=self._ca), timeout=30.0
+                ) as client,
+            ):
                 public = (
                     Ed25519PrivateKey.generate()
                     .public_key()
@@ -505,23 +584,29 @@ class Simulation:
         }
 
     async def _drain(self, agents: list[Agent]) -> int:
-        """Stop sampling and let the agents send what they queued; return what is left.
+        """Stop sampling; let the agents send what they queued and finish installs and their reports.
 
         Bounded: at most :data:`_DRAIN_WALL_S` wall seconds, and it gives up after 5 s without progress
-        (a service that refuses telemetry).
+        (a service that refuses telemetry). Returns the telemetry records still queued.
         """
         for agent in agents:
             agent.sampler = None
+
+        def left() -> tuple[int, int]:
+            queued = sum(a.queue.stats().pending for a in agents)
+            busy = sum(1 for a in agents if a.state.install is not None or a.state.results or a.state.reports)
+            return queued, busy
+
         deadline = time.monotonic() + _DRAIN_WALL_S
-        left = sum(a.queue.stats().pending for a in agents)
+        before = left()
         progress_at = time.monotonic()
-        while left and time.monotonic() < deadline and time.monotonic() - progress_at < 5.0:
+        while any(before) and time.monotonic() < deadline and time.monotonic() - progress_at < 5.0:
             await asyncio.sleep(0.2)
-            now_left = sum(a.queue.stats().pending for a in agents)
-            if now_left < left:
+            now = left()
+            if sum(now) < sum(before):
                 progress_at = time.monotonic()
-            left = now_left
-        return left
+            before = now
+        return before[0]
 
     async def _detection(self, run: _Run, started_at: datetime) -> dict[str, Any]:
         since = (started_at - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -540,10 +625,10 @@ class Simulation:
                 return
             if answer.status_code != 200:
                 return
+            # when the service raised the alert (``raised_at``); the observation time if it does not say
+            stamps = [alert.get("raised_at") or alert.get("time") for alert in answer.json().get("alerts", [])]
             found[serial] = sorted(
-                datetime.fromisoformat(alert["time"].replace("Z", "+00:00"))
-                for alert in answer.json().get("alerts", [])
-                if isinstance(alert.get("time"), str)
+                datetime.fromisoformat(stamp.replace("Z", "+00:00")) for stamp in stamps if isinstance(stamp, str)
             )
 
         await asyncio.gather(*(one(d.serial) for d in run.devices))
