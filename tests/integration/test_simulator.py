@@ -87,7 +87,7 @@ def test_rollout(fleet: SimFleet) -> None:
 def test_deletion(fleet: SimFleet) -> None:
     report = run(fleet, "deletion")
     deletion = report.details["deletion"]
-    assert deletion["deleted"] == deletion["owners"] == DEVICES // 2
+    assert deletion["deleted"] == deletion["owners"] == DEVICES // 4
     assert deletion["devices_wiped"] == deletion["deleted"]  # each device wiped its personal data
     assert deletion["reports_linked"] == deletion["deleted"]  # and its report names the service's receipt
     assert report.figures["deletion_completed"] == 1.0

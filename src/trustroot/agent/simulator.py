@@ -9,7 +9,7 @@ Scenarios (simulated seconds; the clock runs K times faster than the wall, K = `
                  health check on the test boot and roll back; the service must pause the rollout itself
     compromised  labelled attacks start on 10 % of the devices (sim_behaviour.ATTACKS); the monitor's
                  alerts are read back from GET /api/v1/alerts
-    deletion     owners claim half of the devices, store personal data, then delete it; each device
+    deletion     owners claim a quarter of the devices, store personal data, then delete it; each device
                  gets the factory reset at its next check-in, wipes, and reports (signed receipts)
 
 Figures (:class:`SimReport`; the issue's definitions)::
@@ -101,7 +101,7 @@ class Plan:
     attacked_share: float = 0.10
     failing_share: float = 0.30
     delete_at_s: float | None = None
-    owned_share: float = 0.5
+    owned_share: float = 0.25
 
 
 SCENARIOS: Final[dict[str, Plan]] = {
@@ -360,7 +360,8 @@ class Simulation:
         pending = 0
         try:
             await self._drive(run)
-            await run.clock.sleep(max(0.0, plan.duration_s - run.clock.elapsed()))
+            end = max(plan.duration_s, run.result.get("settle_until", 0.0))
+            await run.clock.sleep(max(0.0, end - run.clock.elapsed()))
             pending = await self._drain(run.agents + run.clones)
         finally:
             run.stop.set()
@@ -501,6 +502,10 @@ class Simulation:
         if plan.delete_at_s is not None and run.owned:
             await clock.sleep(plan.delete_at_s - clock.elapsed())
             run.result["receipts"] = await self._owners_delete(run)
+            update = self.product.context.model.update
+            # every device checks in once more after the last deletion: its reset arrives then
+            run.result["deleted_by_s"] = round(clock.elapsed(), 1)
+            run.result["settle_until"] = clock.elapsed() + update.checkin_interval_s + update.checkin_jitter_s[1] + 60
 
     def _clone(self, device: sim_fleet.ProvisionedDevice, run: _Run) -> Agent:
         """The device's identity copied onto a second host: its own state, the same key and certificate."""
@@ -524,7 +529,7 @@ class Simulation:
     async def _owners_delete(self, run: _Run) -> dict[str, str]:
         """Each owner registers, claims its device, stores personal data and deletes it: serial -> receipt hash."""
         receipts: dict[str, str] = {}
-        gate = asyncio.Semaphore(8)
+        gate = asyncio.Semaphore(16)
         category = next((c.name for c in self.product.context.model.data.personal if c.in_service), None)
 
         async def one(device: sim_fleet.ProvisionedDevice) -> None:
