@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -65,12 +66,14 @@ from trustroot.image.verify import verify_image
 
 __all__ = [
     "CHECKIN_PATH",
+    "LOCK_FILE",
     "RESET_REPORT_PATH",
     "TELEMETRY_PATH",
     "Agent",
     "AgentEvent",
     "AgentSettings",
     "HealthCheck",
+    "lock_state",
     "wipe_personal_data",
 ]
 
@@ -140,6 +143,28 @@ def wipe_personal_data(data_dir: Path, categories: tuple[str, ...]) -> list[str]
             fsync_dir(data_dir)
         wiped.append(category)
     return wiped
+
+
+#: The lock file one agent holds on its state directory while it runs.
+LOCK_FILE: Final = "agent.lock"
+
+
+def lock_state(state_dir: Path) -> int:
+    """Take the state directory's lock without waiting; the fd to keep open. AgentError if another holds it.
+
+    Two agents on one state directory would overwrite each other's state file: the second is refused.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AgentError(
+            f"{state_dir} is in use by a running agent",
+            hint="stop the agent first (its status says what it is doing: trustroot agent status)",
+        ) from None
+    return fd
 
 
 async def _always_healthy(_image: SlotImage) -> bool:
@@ -586,6 +611,13 @@ class Agent:
 
     async def run(self, stop: asyncio.Event, *, status_port: int | None = None) -> None:
         """Run until ``stop`` is set: boot, then the check-in and telemetry loops (and the status endpoint)."""
+        lock = lock_state(self.device.state_dir)
+        try:
+            await self._run(stop, status_port)
+        finally:
+            os.close(lock)
+
+    async def _run(self, stop: asyncio.Event, status_port: int | None) -> None:
         self.boot()
         server: asyncio.Server | None = None
         if status_port is not None:

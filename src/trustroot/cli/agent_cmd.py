@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -173,12 +174,13 @@ def reset(
     The report is sent now if the service answers, else at the agent's next check-in.
     Example: trustroot agent reset --device /var/lib/trustroot/device
     """
-    from trustroot.agent.core import Agent
+    from trustroot.agent.core import Agent, lock_state
     from trustroot.agent.device import AgentDevice
     from trustroot.provision.device_dir import device_secret_from_env
 
     out = Output.of(json_flag=json_, quiet=quiet)
     loaded = AgentDevice.load(device, device_secret_from_env(), service_url=url)
+    lock = lock_state(loaded.state_dir)  # a running agent would overwrite the report: refused then
     runner = Agent(loaded)
 
     async def main() -> tuple[list[str], bool]:
@@ -190,8 +192,11 @@ def reset(
             await runner.flush_reports()
         return wiped, not runner.state.reports
 
-    wiped, reported = asyncio.run(main())
-    runner.queue.close()
+    try:
+        wiped, reported = asyncio.run(main())
+    finally:
+        runner.queue.close()
+        os.close(lock)
     text = f"personal data wiped: {', '.join(wiped) or '(no category declared)'}; " + (
         "reported to the service" if reported else "the report waits for the next check-in"
     )
