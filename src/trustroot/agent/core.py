@@ -257,13 +257,17 @@ class Agent:
             "last_error": self.last_error,
             "message": self.message,
             "running": {**self.running.to_json(), "slot": self.running.slot},
-            "last_known_good": self.slots.active().version,
+            "last_known_good": self._last_known_good(),
             "boot_count": self.state.boot_count,
             "telemetry_queue": {"pending": stats.pending, "delivered": stats.delivered, "dropped": stats.dropped},
             "pending_reports": len(self.state.results) + len(self.state.reports),
             "status_url": self.status_url,
             "time": self.clock.now().isoformat(),
         }
+
+    def _last_known_good(self) -> str | None:
+        found = self.slots.image(self.slots.boot().active, check_hash=False)  # no re-hash per status write
+        return found.version if found is not None else None
 
     def write_status(self) -> None:
         write_status(self.device.state_dir, self.status())
