@@ -141,7 +141,14 @@ def _report(service: FleetService, device: DeviceIdentity, report: ResetReport) 
     return answer
 
 
-@router.post("/reports/reset", responses={401: {"description": "No verified device certificate (5.5-1)."}})
+_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"description": "No verified device certificate (EN 303 645 provision 5.5-1)."},
+    404: {"description": "No such command for this device."},
+    503: {"description": "Overloaded: retry after the Retry-After header's seconds."},
+}
+
+
+@router.post("/reports/reset", responses=_RESPONSES)
 async def post_reset_report(
     body: ResetReport,
     device: Annotated[DeviceIdentity, Depends(require_device)],
