@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -60,6 +61,8 @@ _LISTENING = re.compile(r"listening on https://127\.0\.0\.1:(\d+)")
 _START_TIMEOUT_S: Final = 90.0
 _FACTORY = "simulator"
 _CLI_TIMEOUT_S: Final = 300.0
+#: Device directories programmed at once.
+_PROGRAMMERS: Final = 8
 
 
 @dataclass(frozen=True)
@@ -201,12 +204,18 @@ def provision(
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         for key in product_verification_keys(product)
     )
-    devices: list[ProvisionedDevice] = []
-    for bundle in sorted(bundles.glob("*.bundle")):
+
+    def one(bundle: Path) -> ProvisionedDevice:
         directory = out_dir / "devices" / bundle.stem
         done = program(bundle.read_bytes(), station, directory, device_secret=DEVICE_SECRET, trust_anchor=anchor)
         enroll(directory, tuf_root=tuf_root, image_keys_pem=keys_pem, factory_image=factory_image)
-        devices.append(ProvisionedDevice(serial=done.serial, directory=directory, claim_code=done.label.claim_code))
+        return ProvisionedDevice(serial=done.serial, directory=directory, claim_code=done.label.claim_code)
+
+    # the stations of a line work in parallel; here mostly waiting for fsync, which releases the GIL
+    # (a key on a PKCS#11 token is used from one thread only: its sessions are not shared)
+    workers = _PROGRAMMERS if station.info.backend == "file" else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        devices = list(pool.map(one, sorted(bundles.glob("*.bundle"))))
     if len(devices) != count:
         raise AgentError(f"provisioned {len(devices)} devices, {count} were asked for")
     return devices
