@@ -346,8 +346,9 @@ class Agent:
             answer = response.json()
         except ValueError:
             return None, None
-        self.state.results = self.state.results[reported:]
-        self.state.save()
+        if reported:
+            self.state.results = self.state.results[reported:]
+            await asyncio.to_thread(self.state.save)
         self.last_checkin = self.clock.now()
         self._went_online()
         return answer if isinstance(answer, dict) else None, None
@@ -536,6 +537,14 @@ class Agent:
         point = self.sampler(self.clock.now(), interval, self.running.version, self.counters)
         return self.queue.append(point)
 
+    async def sample_async(self) -> int | None:
+        """:meth:`sample` with the durable append (fsync) in a thread: the event loop runs other devices meanwhile."""
+        if self.sampler is None:
+            return None
+        interval = max(1, round(self.settings.telemetry_interval_s))
+        point = self.sampler(self.clock.now(), interval, self.running.version, self.counters)
+        return await asyncio.to_thread(self.queue.append, point)
+
     async def send_telemetry(self) -> tuple[bool, float | None]:
         """Send the queue's oldest records until it is empty; (all sent, Retry-After)."""
         while True:
@@ -549,7 +558,7 @@ class Agent:
                 self.last_error = f"telemetry answered {response.status_code}"
                 self._emit("telemetry_refused", status=response.status_code)
                 return False, self._retry_after(response)
-            self.queue.ack(batch[-1]["seq"])
+            await asyncio.to_thread(self.queue.ack, batch[-1]["seq"])  # fsync: off the event loop
             self._emit("telemetry_sent", points=len(batch))
 
     # -- loops --------------------------------------------------------------------------------------
@@ -598,7 +607,7 @@ class Agent:
         while not stop.is_set():
             now = self.clock.elapsed()
             if now >= next_sample:
-                self.sample()
+                await self.sample_async()
                 next_sample += interval
                 if next_sample < now:  # a long stall: do not sample a burst of back points
                     next_sample = now + interval

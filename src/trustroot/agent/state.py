@@ -18,6 +18,8 @@ queue), written atomically whenever it changes; the local status endpoint serves
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -86,7 +88,19 @@ class AgentState:
 
 
 def write_status(directory: Path, status: dict[str, Any]) -> None:
-    """Write ``status.json`` atomically (what the user and the local endpoint see)."""
-    atomic_write(
-        Path(directory) / STATUS_FILE, (json.dumps(status, indent=2, sort_keys=True) + "\n").encode(), mode=0o644
-    )
+    """Write ``status.json`` atomically (a temporary file renamed over it: readers never see half a file).
+
+    Not fsync'd: the status is informational and rewritten at every start, and a fleet of simulated
+    agents going offline at once would otherwise queue thousands of fsyncs on the event loop.
+    """
+    path = Path(directory) / STATUS_FILE
+    data = (json.dumps(status, indent=2, sort_keys=True) + "\n").encode()
+    fd, temporary = tempfile.mkstemp(prefix=f".{STATUS_FILE}.", dir=directory)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
