@@ -7,12 +7,16 @@ import random
 import statistics
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
+from trustroot.agent.sim_behaviour import ATTACKS, Behaviour
 from trustroot.agent.simulator import BIN_S, default_time_scale, reconnect_peak_ratio
+from trustroot.agent.telemetry import LinuxSampler, TrafficCounters
 from trustroot.agent.timing import MAX_RETRY_AFTER_S, Backoff, ScaledClock, parse_retry_after
 from trustroot.errors import UsageError
+from trustroot.monitor.points import parse_point
 
 
 def test_without_jitter_the_delay_doubles_up_to_the_cap() -> None:
@@ -93,3 +97,46 @@ def test_reconnect_peak_ratio_follows_the_definition() -> None:
 def test_the_default_time_scale_fits_each_scenario_in_a_minute() -> None:
     assert default_time_scale("steady") == 5.0
     assert default_time_scale("deletion") == 75.0
+
+
+def test_the_linux_sampler_reads_listening_ports_peers_and_load(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    net.mkdir()
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (net / "tcp").write_text(
+        header
+        + "   0: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"
+        + "   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n"
+        + "   2: 0F02000A:C350 0A7100CB:01BB 01 00000000:00000000 00:00000000 00000000     0        0 3\n"
+    )
+    (tmp_path / "loadavg").write_text("0.50 0.40 0.30 1/100 1234\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       1000 kB\nMemFree:   100 kB\nMemAvailable:    600 kB\n")
+    counters = TrafficCounters()
+    counters.request(sent=300, received=700)
+    counters.auth_failure()
+    point = LinuxSampler(proc=tmp_path)(datetime(2026, 11, 22, 10, 0, tzinfo=UTC), 60, "1.0.0+0", counters)
+    assert point["listening_ports"] == [443, 8080]
+    assert point["destinations"] == ["203.0.113.10"]
+    assert point["memory_percent"] == 40.0
+    assert (point["bytes_out"], point["bytes_in"], point["auth_failures"]) == (300, 700, 1)
+    point["seq"] = 1
+    assert parse_point(point).firmware_version == "1.0.0+0"  # the wire contract of trustroot.monitor.points
+    assert counters.take()["bytes_out"] == 0  # counters are per interval
+
+
+@pytest.mark.parametrize("attack", [None, *ATTACKS])
+def test_simulated_points_follow_the_wire_contract_before_and_during_attacks(attack: str | None) -> None:
+    elapsed = [0.0]
+    behaviour = Behaviour(random.Random(3), lambda: elapsed[0], attack=attack, attack_at=100.0)
+    moment = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    normal = parse_point({**behaviour(moment, 30, "1.0.0+0", TrafficCounters()), "seq": 1})
+    elapsed[0] = 130.0
+    attacked = parse_point({**behaviour(moment, 30, "1.0.0+0", TrafficCounters()), "seq": 2})
+    assert normal.auth_failures == 0 and normal.listening_ports == ()
+    changed = {
+        "port_scan": attacked.connection_attempts > 300 and len(attacked.destinations) > 50,
+        "exfiltration": attacked.bytes_out >= 100 * 1500,
+        "brute_force": attacked.auth_failures >= 50,
+        "unexpected_firmware": attacked.firmware_version != "1.0.0+0",
+    }
+    assert changed.get(attack or "", attack in (None, "cloned_device"))
