@@ -7,7 +7,7 @@ Scenarios (simulated seconds; the clock runs K times faster than the wall, K = `
                  same port, then 120 s more: how the fleet comes back (backoff with full jitter)
     rollout      a new release is rolled out (stages advanced to 50 %); a share of devices fail its
                  health check on the test boot and roll back; the service must pause the rollout itself
-    compromised  labelled attacks start on 10 % of the devices (sim_behaviour.ATTACKS); the monitor's
+    compromised  from 120 s, labelled attacks start on 10 % of the devices (sim_behaviour.ATTACKS); the monitor's
                  alerts are read back from GET /api/v1/alerts
     deletion     owners claim a quarter of the devices, store personal data, then delete it; each device
                  gets the factory reset at its next check-in, wipes, and reports (signed receipts)
@@ -108,7 +108,7 @@ SCENARIOS: Final[dict[str, Plan]] = {
     "steady": Plan("steady", duration_s=300, telemetry_interval_s=60),
     "outage": Plan("outage", duration_s=540, telemetry_interval_s=60, outage_at_s=300, outage_s=120),
     "rollout": Plan("rollout", duration_s=300, telemetry_interval_s=300),
-    "compromised": Plan("compromised", duration_s=300, telemetry_interval_s=30, attack_at_s=150),
+    "compromised": Plan("compromised", duration_s=240, telemetry_interval_s=30, attack_at_s=120),
     "deletion": Plan("deletion", duration_s=4500, telemetry_interval_s=600, telemetry=False, delete_at_s=120),
 }
 
