@@ -338,7 +338,7 @@ class Simulation:
         plan = self.plan
         # update downloads (python-tuf is synchronous) run in threads: enough of them for a fleet
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=_THREADS))
-        run.clock = ScaledClock(scale=self.scale, real_time=True)
+        run.clock = ScaledClock(scale=self.scale)
         run.operator = httpx.AsyncClient(
             base_url=run.url,
             verify=ssl.create_default_context(cafile=self._ca),
