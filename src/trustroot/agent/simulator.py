@@ -81,6 +81,8 @@ DETECTION_WINDOW_S: Final = 60.0
 DEFAULT_WALL_S: Final = 60.0
 MAX_DEVICES: Final = 10_000
 _DRAIN_WALL_S: Final = 20.0
+#: Wall seconds the agents get to stop by themselves before they are cancelled.
+_STOP_WALL_S: Final = 2.0
 #: Threads for the agents' blocking work (TUF downloads, slot writes).
 _THREADS: Final = 32
 
@@ -362,13 +364,12 @@ class Simulation:
             await self._drive(run)
             end = max(plan.duration_s, run.result.get("settle_until", 0.0))
             await run.clock.sleep(max(0.0, end - run.clock.elapsed()))
+            run.result["simulated_end_s"] = round(run.clock.elapsed(), 1)
+            drain_start = time.monotonic()
             pending = await self._drain(run.agents + run.clones)
+            run.result["drain_wall_s"] = round(time.monotonic() - drain_start, 2)
         finally:
-            run.stop.set()
-            outcomes = await asyncio.gather(*tasks, *run.tasks, return_exceptions=True)
-        errors = Counter(f"{type(e).__name__}: {e}"[:200] for e in outcomes if isinstance(e, BaseException))
-        if errors:
-            run.result["agent_errors"] = dict(errors)
+            await self._stop(run, tasks)
         figures = self._figures(run, time.monotonic() - wall_start, pending)
         details: dict[str, Any] = {"events": dict(self.recorder.events), **run.result}
         if plan.telemetry:
@@ -392,6 +393,24 @@ class Simulation:
             figures["deletion_completed"] = details["deletion"]["completed_share"]
         await run.operator.aclose()
         return SimReport(figures=figures, details=details)
+
+    async def _stop(self, run: _Run, tasks: list[asyncio.Task[None]]) -> None:
+        """Stop every agent; record the errors any of them ended with."""
+        run.stop.set()
+        stop_start = time.monotonic()
+        everything = [*tasks, *run.tasks]
+        _done, lingering = await asyncio.wait(everything, timeout=_STOP_WALL_S)
+        for task in lingering:  # closing hundreds of TLS connections politely takes a while: enough
+            task.cancel()
+        outcomes = await asyncio.gather(*everything, return_exceptions=True)
+        run.result["stop_wall_s"] = round(time.monotonic() - stop_start, 2)
+        errors = Counter(
+            f"{type(e).__name__}: {e}"[:200]
+            for e in outcomes
+            if isinstance(e, BaseException) and not isinstance(e, asyncio.CancelledError)
+        )
+        if errors:
+            run.result["agent_errors"] = dict(errors)
 
     def _figures(self, run: _Run, wall_s: float, pending: int) -> dict[str, Any]:
         plan = self.plan
