@@ -38,6 +38,7 @@ import os
 import random
 import shutil
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -184,8 +185,12 @@ class Agent:
         health_check: HealthCheck | None = None,
         sampler: Sampler | None = None,
         observer: Observer | None = None,
+        downloads: Executor | None = None,
     ) -> None:
         self.device = device
+        #: Where update downloads run (python-tuf is synchronous): the loop's default executor, or a
+        #: pool shared by many agents (the simulator bounds concurrent downloads with it).
+        self.downloads = downloads
         self.settings = settings or AgentSettings()
         self.clock: Clock = clock or ScaledClock()
         self.rng = rng or random.SystemRandom()
@@ -484,7 +489,10 @@ class Agent:
         install = {"version": version, "security_counter": counter}
         self._emit("install", phase="start", version=version)
         try:
-            data, real_version, real_counter = await asyncio.to_thread(self._fetch_and_verify, target, floor)
+            loop = asyncio.get_running_loop()
+            data, real_version, real_counter = await loop.run_in_executor(
+                self.downloads, self._fetch_and_verify, target, floor
+            )
         except UpdateRefused as exc:
             self.counters.update_auth_failures += 1
             return self._finish(install, "rejected", str(exc))

@@ -83,6 +83,8 @@ MAX_DEVICES: Final = 10_000
 _DRAIN_WALL_S: Final = 20.0
 #: Wall seconds the agents get to stop by themselves before they are cancelled.
 _STOP_WALL_S: Final = 2.0
+#: Update downloads in flight at once across the simulated fleet.
+_DOWNLOADS: Final = 8
 #: Threads for the agents' blocking work (TUF downloads, slot writes).
 _THREADS: Final = 32
 
@@ -241,6 +243,8 @@ class _Run:
     failing: set[str] = field(default_factory=set)
     owned: list[sim_fleet.ProvisionedDevice] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    #: Update downloads of all agents, at most :data:`_DOWNLOADS` at once (as a CDN would bound them).
+    downloads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=_DOWNLOADS))
 
 
 class Simulation:
@@ -370,6 +374,7 @@ class Simulation:
             run.result["drain_wall_s"] = round(time.monotonic() - drain_start, 2)
         finally:
             await self._stop(run, tasks)
+        run.downloads.shutdown(wait=False, cancel_futures=True)
         figures = self._figures(run, time.monotonic() - wall_start, pending)
         details: dict[str, Any] = {"events": dict(self.recorder.events), **run.result}
         if plan.telemetry:
@@ -477,6 +482,7 @@ class Simulation:
 
         return Agent(
             loaded,
+            downloads=run.downloads,
             settings=settings,
             clock=clock,
             rng=rng,
