@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["image_bench", "provision_bench", "checkin_bench", "simulate_bench"]
+BENCHMARKS = ["image_bench", "provision_bench", "checkin_bench", "telemetry_bench", "simulate_bench"]
 
 
 def main(argv: list[str]) -> int:

@@ -23,6 +23,7 @@ def build_app() -> typer.Typer:
         fleet_cmd,
         image_cmd,
         keys_cmd,
+        monitor_cmd,
         operator_cmd,
         provision_cmd,
         release_cmd,
@@ -61,4 +62,5 @@ def build_app() -> typer.Typer:
     app.add_typer(operator_cmd.app, name="operator")
     app.add_typer(disclosure_cmd.app, name="disclosure")
     app.add_typer(agent_cmd.app, name="agent")
+    app.add_typer(monitor_cmd.app, name="monitor")
     return app

@@ -55,9 +55,10 @@ MAX_BATCH_POINTS: Final = 1000
 MAX_LIST_ITEMS: Final = 64
 _MAX_COUNTER: Final = 2**53 - 1
 _MAX_INTERVAL_S: Final = 86_400
-_VERSION = re.compile(r"^[0-9A-Za-z.+_-]{1,64}$")
-_DESTINATION = re.compile(r"^[0-9A-Za-z.:\[\]/_-]{1,253}$")
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$")
+# \Z, not $: $ also matches before a trailing newline ("1.0.0\n" would pass).
+_VERSION = re.compile(r"^[0-9A-Za-z.+_-]{1,64}\Z")
+_DESTINATION = re.compile(r"^[0-9A-Za-z.:\[\]/_-]{1,253}\Z")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z\Z")
 _FIELDS: Final = frozenset(
     {
         "time",

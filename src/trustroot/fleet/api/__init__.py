@@ -23,6 +23,8 @@ FEATURE_MODULES: tuple[str, ...] = (
     "operator_api",
     "owner",
     "agent_reports",
+    "telemetry",
+    "alerts",
 )
 
 

@@ -6,7 +6,7 @@ The core tables live here; the schema is made by the Alembic revisions in ``stor
     batches          one row per imported production batch (its signed manifest's SHA-256, factory)
       └── devices    one row per device: serial, certificate (fingerprint UNIQUE), status, last check-in
             ├── device_commands   commands queued for a device (factory_reset, ...) and their state
-            └── alerts            monitoring findings (minimal for now)
+            └── alerts            monitoring findings with their evidence (monitoring: fleet/alerts.py)
     audit            the fleet's evidence chain: one evidence record per row (trustroot.evidence format)
 
 **Adding tables for a feature.** Put the feature's models in ONE module of its own (for example
@@ -34,6 +34,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -76,6 +77,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "trustroot.fleet.releases.models",
     "trustroot.fleet.operators_models",
     "trustroot.fleet.ownership_models",
+    "trustroot.fleet.telemetry_models",
 )
 
 
@@ -214,12 +216,18 @@ class DeviceCommand(Base):
 
 
 class Alert(Base):
-    """A monitoring finding (placeholder for the monitoring capability: kept minimal)."""
+    """A monitoring finding, with the evidence behind it (:mod:`trustroot.fleet.alerts`).
+
+    ``device_id`` is NULL for a fleet-wide finding (and after the device row is gone; ``serial``
+    keeps its name). ``observed_at`` is the time of the telemetry that raised it (the device's
+    clock); ``created_at`` when the service raised it.
+    """
 
     __tablename__ = "alerts"
     __table_args__ = (
         _one_of("severity", AlertSeverity),
         Index(None, "device_id"),
+        Index(None, "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -230,6 +238,12 @@ class Alert(Base):
     data: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    serial: Mapped[str | None] = mapped_column(String(128))
+    score: Mapped[float | None] = mapped_column(Float)
+    rule: Mapped[str | None] = mapped_column(String(256))
+    observed_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256))
 
 
 class AuditRecord(Base):
