@@ -39,6 +39,8 @@ from typing import Any, Final, Protocol
 from cryptography.hazmat.primitives import serialization
 
 from trustroot.agent.device import enroll
+from trustroot.agent.sim_behaviour import NORMAL_DESTINATIONS
+from trustroot.context.edit import set_key
 from trustroot.errors import AgentError
 from trustroot.product import ROOT_CA_CERT, Product, open_product
 
@@ -73,13 +75,21 @@ class ProvisionedDevice:
 
 
 def scratch_product(product: Product, directory: Path) -> Product:
-    """A copy of ``product`` in ``directory`` with an empty fleet store (secrets: the environment or a prompt)."""
+    """A copy of ``product`` in ``directory`` with an empty fleet store (secrets: the environment or a prompt).
+
+    When the context declares no ``[telemetry] allowed_destinations``, the copy declares the simulated
+    devices' normal hosts (:data:`~trustroot.agent.sim_behaviour.NORMAL_DESTINATIONS`), as a product
+    declares where its devices talk; the monitor then judges destinations from the first point on.
+    """
     source_ctx = product.context.path
     state = product.state_dir
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy2(source_ctx, directory / source_ctx.name)
     skip = shutil.ignore_patterns("fleet.sqlite*", "*.lock")
     shutil.copytree(state, directory / state.name, symlinks=True, ignore=skip)
+    if not product.context.model.telemetry.allowed_destinations:
+        # the simulated devices' hosts, declared as a product would declare its own (the copy only)
+        set_key(directory / source_ctx.name, "telemetry.allowed_destinations", json.dumps(list(NORMAL_DESTINATIONS)))
     return open_product(directory / source_ctx.name)
 
 

@@ -7,7 +7,7 @@ Scenarios (simulated seconds; the clock runs K times faster than the wall, K = `
                  same port, then 120 s more: how the fleet comes back (backoff with full jitter)
     rollout      a new release is rolled out (stages advanced to 50 %); a share of devices fail its
                  health check on the test boot and roll back; the service must pause the rollout itself
-    compromised  from 120 s, labelled attacks start on 10 % of the devices (sim_behaviour.ATTACKS); the monitor's
+    compromised  from 60 s, labelled attacks start on 10 % of the devices (sim_behaviour.ATTACKS); the monitor's
                  alerts are read back from GET /api/v1/alerts
     deletion     owners claim a quarter of the devices, store personal data, then delete it; each device
                  gets the factory reset at its next check-in, wipes, and reports (signed receipts)
@@ -112,7 +112,7 @@ SCENARIOS: Final[dict[str, Plan]] = {
     "steady": Plan("steady", duration_s=300, telemetry_interval_s=60),
     "outage": Plan("outage", duration_s=540, telemetry_interval_s=60, outage_at_s=300, outage_s=120),
     "rollout": Plan("rollout", duration_s=300, telemetry_interval_s=300),
-    "compromised": Plan("compromised", duration_s=240, telemetry_interval_s=30, attack_at_s=120),
+    "compromised": Plan("compromised", duration_s=150, telemetry_interval_s=30, attack_at_s=60, attack_spread_s=20),
     "deletion": Plan("deletion", duration_s=4500, telemetry_interval_s=600, telemetry=False, delete_at_s=120),
 }
 
@@ -393,6 +393,7 @@ class Simulation:
             ]
         if run.attacked:
             figures.update(await self._detection(run, started_at))
+            details["detections"] = run.result.pop("detections", {})
         if run.owned:
             details["deletion"] = self._deletion_figures(run)
             figures["deletion_completed"] = details["deletion"]["completed_share"]
@@ -666,15 +667,19 @@ class Simulation:
             return {"alerts_api": "missing (GET /api/v1/alerts answered 404)"}
         clock = run.clock
         latencies: list[float] = []
-        for serial, (_kind, start) in run.attacked.items():
+        per_device: dict[str, dict[str, Any]] = {}
+        for serial, (kind, start) in run.attacked.items():
             start_wall = clock.origin + timedelta(seconds=start / clock.scale)
             delays = [
                 (moment - start_wall).total_seconds() * clock.scale
                 for moment in found.get(serial, [])
                 if moment >= start_wall - timedelta(seconds=1)
             ]
+            first = round(min(delays), 1) if delays else None
+            per_device[serial] = {"attack": kind, "start_s": round(start, 1), "first_alert_after_s": first}
             if delays and min(delays) <= DETECTION_WINDOW_S:
                 latencies.append(max(0.0, min(delays)))
+        run.result["detections"] = per_device
         clean = [d.serial for d in run.devices if d.serial not in run.attacked]
         alarmed = sum(1 for s in clean if found.get(s))
         return {
