@@ -248,6 +248,8 @@ class ServiceProcess:
         self.max_inflight = max_inflight
         self.process: subprocess.Popen[bytes] | None = None
         self._starts = 0
+        #: Wall seconds the last start took (until the service answered a TLS handshake).
+        self.start_wall_s = 0.0
 
     @property
     def url(self) -> str:
@@ -265,6 +267,11 @@ class ServiceProcess:
             return False
 
     def start(self) -> None:
+        began = time.monotonic()
+        self._start()
+        self.start_wall_s = time.monotonic() - began
+
+    def _start(self) -> None:
         self._starts += 1
         log = self.log_dir / f"serve-{self.port}-{self._starts}.log"
         with log.open("wb") as handle:

@@ -514,9 +514,12 @@ class Simulation:
             await asyncio.to_thread(run.service.kill)
             run.result["outage_at"] = round(clock.elapsed(), 1)
             self.progress(f"service killed at {run.result['outage_at']} s (simulated)")
-            await clock.sleep(plan.outage_at_s + plan.outage_s - clock.elapsed())
+            # start again early by the time a start takes, so that the service is back when planned
+            restart_at = plan.outage_at_s + plan.outage_s - run.service.start_wall_s * clock.scale
+            await clock.sleep(restart_at - clock.elapsed())
             await asyncio.to_thread(run.service.start)
             run.result["returned_at"] = clock.elapsed()
+            run.result["settle_until"] = clock.elapsed() + RECONNECT_WINDOW_S + 60
             self.progress(f"service back at {run.result['returned_at']:.1f} s (simulated)")
         by_serial = {d.serial: d for d in run.devices}
         clones = sorted((start, serial) for serial, (kind, start) in run.attacked.items() if kind == "cloned_device")
