@@ -317,6 +317,8 @@ class Agent:
             self._went_offline(f"{kind}: {type(exc).__name__}: {exc}"[:300])
             return None
         self.counters.request(len(payload), len(response.content))
+        if response.status_code < 500:
+            self._went_online()  # the service answers (a check-in, telemetry or a report)
         return response
 
     def _retry_after(self, response: httpx.Response | None) -> float | None:
