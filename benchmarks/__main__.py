@@ -12,7 +12,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["image_bench", "provision_bench", "checkin_bench", "telemetry_bench", "scan_bench", "assess_bench"]
+BENCHMARKS = [
+    "image_bench",
+    "provision_bench",
+    "checkin_bench",
+    "telemetry_bench",
+    "simulate_bench",
+    "scan_bench",
+    "assess_bench",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -55,9 +55,12 @@ EN 303 645 provision it protects. Foreign exceptions are wrapped at the boundary
     ├── PasswordMismatchError         a device password does not match its verifier
     ├── BundleError                   a device bundle does not open (one message: no oracle)
     ├── DeclarationError              a signed declaration is malformed, forged, edited, or its key unknown
+    ├── AgentError                    the device agent cannot do what was asked (no trust material, a
+    │                                 service that refused a report, a simulation that cannot start)
     └── StateError                    product state on disk is inconsistent or already exists
         ├── DeviceDirectoryError      a device directory is incomplete or malformed
         ├── ProductionStateError      the production store is damaged or disagrees with the evidence
+        ├── AgentStateError           the agent's persistent state (slots, queue, state file) is damaged
         └── DisclosureNotFound        (fleet) no vulnerability report has that tracking id
 
 The fleet's device authentication and batch import errors (``DeviceAuthError``, ``BatchImportRefused``,
@@ -68,6 +71,8 @@ The fleet's device authentication and batch import errors (``DeviceAuthError``, 
 from __future__ import annotations
 
 __all__ = [
+    "AgentError",
+    "AgentStateError",
     "BackupError",
     "BaselineError",
     "BootError",
@@ -369,3 +374,11 @@ class ReceiptError(TrustrootError):
 
 class DisclosureNotFound(StateError):
     """No vulnerability report has this tracking id."""
+
+
+class AgentError(TrustrootError):
+    """The device agent (or the fleet simulator) cannot do what was asked."""
+
+
+class AgentStateError(StateError):
+    """The agent's persistent state (slots, telemetry queue, state file) is damaged or of an unknown format."""

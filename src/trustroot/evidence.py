@@ -141,6 +141,7 @@ EVIDENCE_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "operator.revoked": "an operator's API token was revoked",
         "ownership.changed": "a device changed owner",
         "data.deleted": "personal data was deleted, with a receipt",
+        "device.reset": "a device reported that it wiped its personal data (factory reset or ownership change)",
         "alert.raised": "telemetry monitoring raised an alert on a device, with the evidence behind it",
         "scan.completed": "a security scan of source, binary or service finished",
         "declaration.signed": "a conformance declaration or statement was signed",

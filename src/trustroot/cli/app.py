@@ -15,6 +15,7 @@ def build_app() -> typer.Typer:
     """Assemble the CLI (imported only when a command runs)."""
     from trustroot import __version__
     from trustroot.cli import (
+        agent_cmd,
         bootloader_cmd,
         compliance_cmd,
         context_cmd,
@@ -35,6 +36,7 @@ def build_app() -> typer.Typer:
     from trustroot.cli.init_cmd import init
     from trustroot.cli.scan_cmd import scan
     from trustroot.cli.serve_cmd import serve
+    from trustroot.cli.simulate_cmd import simulate
 
     app = typer.Typer(
         name="trustroot",
@@ -51,6 +53,7 @@ def build_app() -> typer.Typer:
     app.command("assess")(exit_code(assess))
     app.command("scan")(exit_code(scan))
     app.command("declare")(exit_code(compliance_cmd.declare))
+    app.command("simulate")(exit_code(simulate))
     command(keys_cmd.app, "export-bootloader-secret")(bootloader_cmd.export_bootloader_secret)
     image_app = image_cmd.typer_app()
     command(image_app, "bootloader-config")(bootloader_cmd.bootloader_config)
@@ -65,5 +68,6 @@ def build_app() -> typer.Typer:
     app.add_typer(operator_cmd.app, name="operator")
     app.add_typer(disclosure_cmd.app, name="disclosure")
     app.add_typer(compliance_cmd.app, name="compliance")
+    app.add_typer(agent_cmd.app, name="agent")
     app.add_typer(monitor_cmd.app, name="monitor")
     return app

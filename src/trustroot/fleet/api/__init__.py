@@ -23,6 +23,7 @@ FEATURE_MODULES: tuple[str, ...] = (
     "operator_api",
     "owner",
     "audit",
+    "agent_reports",
     "telemetry",
     "alerts",
 )
