@@ -22,8 +22,34 @@ _DIRECTIVE: Final = re.compile(r"^[ \t]*#[^\n]*(?:\\\n[^\n]*)*", re.M)
 _FUNC_HEAD: Final = re.compile(r"(\w+)\s*\(([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?$")
 _KEYWORDS: Final = frozenset({"if", "for", "while", "switch", "return", "sizeof", "do", "else", "catch"})
 _TYPE_WORDS: Final = frozenset(
-    "char wchar_t unsigned signed const void int long short size_t BYTE LPSTR LPWSTR LPCSTR LPCWSTR uint8_t "
-    "int8_t uint16_t uint32_t TCHAR struct volatile static PBYTE LPBYTE DWORD".split()
+    [
+        "char",
+        "wchar_t",
+        "unsigned",
+        "signed",
+        "const",
+        "void",
+        "int",
+        "long",
+        "short",
+        "size_t",
+        "BYTE",
+        "LPSTR",
+        "LPWSTR",
+        "LPCSTR",
+        "LPCWSTR",
+        "uint8_t",
+        "int8_t",
+        "uint16_t",
+        "uint32_t",
+        "TCHAR",
+        "struct",
+        "volatile",
+        "static",
+        "PBYTE",
+        "LPBYTE",
+        "DWORD",
+    ]
 )
 _IDENT: Final = re.compile(r"[A-Za-z_]\w*")
 
@@ -144,7 +170,7 @@ def _match_brace(text: str, open_at: int) -> int:
 
 
 def _param_name(param: str) -> str:
-    idents = [t for t in _IDENT.findall(param.split("=")[0]) if t not in _TYPE_WORDS]
+    idents = [t for t in _IDENT.findall(param.split("=", maxsplit=1)[0]) if t not in _TYPE_WORDS]
     return idents[-1] if idents else ""
 
 
@@ -218,5 +244,5 @@ def first_ident(expr: str) -> str:
     """The first identifier of ``expr`` that is not a type word (``(char*)(pw + n)`` -> ``pw``)."""
     for t in _IDENT.findall(expr):
         if t not in _TYPE_WORDS:
-            return t
+            return str(t)
     return ""

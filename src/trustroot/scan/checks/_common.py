@@ -11,8 +11,8 @@ from trustroot.scan.findings import Finding, Location, Severity
 __all__ = [
     "ENGINE",
     "MAX_BLOB_BYTES",
-    "MAX_FILE_BYTES",
     "MAX_FILES",
+    "MAX_FILE_BYTES",
     "MAX_LINE_CHARS",
     "RULES",
     "Rule",
@@ -53,7 +53,7 @@ def _r(rule_id: str, title: str, severity: Severity, cwe: tuple[int, ...], provi
     return Rule(f"trustroot.{rule_id}", title, severity, cwe, provisions)
 
 
-H, M, L, I = Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO
+H, M, L, INF = Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO
 
 #: Every rule of the own checks, by short name.
 RULES: Final[dict[str, Rule]] = {
@@ -69,8 +69,16 @@ RULES: Final[dict[str, Rule]] = {
         # credentials
         _r("credentials.config", "Plaintext credential in a configuration file", H, (798, 260), ("5.1-1", "5.4-3")),
         _r("credentials.script", "Plaintext credential in a script", H, (798,), ("5.1-1", "5.4-3")),
-        _r("credentials.c-password", "Hard-coded password flows into a login or connect call", H, (259, 798), ("5.4-3",)),
-        _r("credentials.c-key", "Hard-coded cryptographic key flows into a key-setting call", H, (321, 798), ("5.4-3",)),
+        _r(
+            "credentials.c-password",
+            "Hard-coded password flows into a login or connect call",
+            H,
+            (259, 798),
+            ("5.4-3",),
+        ),
+        _r(
+            "credentials.c-key", "Hard-coded cryptographic key flows into a key-setting call", H, (321, 798), ("5.4-3",)
+        ),
         _r(
             "credentials.c-stored-plaintext",
             "Password read from storage is used without decryption",
@@ -106,23 +114,23 @@ RULES: Final[dict[str, Rule]] = {
         _r("crypto.broken-cipher", "Broken or risky cipher (DES, 3DES, RC2, RC4, RC5, ECB)", M, (327,), ("5.5-1",)),
         _r("crypto.weak-hash", "Broken hash (MD2, MD4, MD5, SHA-1)", M, (328, 327), ("5.5-1",)),
         _r("crypto.weak-prng", "Predictable random number generator", M, (338, 330), ("5.5-1",)),
-        _r("crypto.weak-prng-use", "Predictable random number generator (not for security?)", L, (338, 330), ("5.5-1",)),
+        _r(
+            "crypto.weak-prng-use", "Predictable random number generator (not for security?)", L, (338, 330), ("5.5-1",)
+        ),
         # ELF
         _r("elf.no-nx", "Executable stack (no NX)", M, (693,), ("5.6-8",)),
         _r("elf.no-pie", "Executable not position independent (no ASLR)", L, (693,), ("5.6-9",)),
         _r("elf.no-relro", "No RELRO (writable GOT)", L, (693,), ("5.6-9",)),
         _r("elf.no-canary", "No stack protector", L, (693, 121), ("5.6-9",)),
-        _r("elf.not-stripped", "Binary not stripped (symbols shipped)", I, (615,), ("5.6-6",)),
+        _r("elf.not-stripped", "Binary not stripped (symbols shipped)", INF, (615,), ("5.6-6",)),
         # components
         _r("component.vulnerable", "Component version with known vulnerabilities", H, (1395, 937), ("5.3-8",)),
         _r("component.end-of-life", "Component version past its end of life", M, (1104,), ("5.3-8",)),
-        _r("component.identified", "Component identified", I, (), ("5.3-1",)),
+        _r("component.identified", "Component identified", INF, (), ("5.3-1",)),
         # limits
-        _r("checks.not-inspected", "File not inspected by the own checks", I, (), ("5.6-9",)),
+        _r("checks.not-inspected", "File not inspected by the own checks", INF, (), ("5.6-9",)),
     )
 }
-
-_SECRET_KEEP: Final = 0
 
 
 def mask(secret: str) -> str:

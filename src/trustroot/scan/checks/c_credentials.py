@@ -21,7 +21,7 @@ from trustroot.scan.findings import Finding
 
 __all__ = ["SINKS", "check_c_credentials"]
 
-PASSWORD: Final = "password"
+PASSWORD: Final = "password"  # noqa: S105 - the name of a sink kind, not a secret
 KEY: Final = "key"
 
 #: Sink functions: name -> (argument indexes carrying the secret, kind).
@@ -68,8 +68,26 @@ _SECRET_MEMBER: Final = re.compile(
     r"(?:\.|->)\s*(password|passwd|pass|pwd|psk|passphrase|secret|api_key|apikey|auth_token|token)\s*$", re.I
 )
 _COPY_FUNCS: Final = frozenset(
-    "strcpy strncpy wcscpy wcsncpy strcat strncat wcscat wcsncat strlcpy strlcat memcpy memmove lstrcpyA lstrcpyW "
-    "_tcscpy _mbscpy StringCchCopyA StringCchCopyW".split()
+    [
+        "strcpy",
+        "strncpy",
+        "wcscpy",
+        "wcsncpy",
+        "strcat",
+        "strncat",
+        "wcscat",
+        "wcsncat",
+        "strlcpy",
+        "strlcat",
+        "memcpy",
+        "memmove",
+        "lstrcpyA",
+        "lstrcpyW",
+        "_tcscpy",
+        "_mbscpy",
+        "StringCchCopyA",
+        "StringCchCopyW",
+    ]
 )
 _COPY_DST_SRC: Final = {"StringCchCopyA": (0, 2), "StringCchCopyW": (0, 2)}
 _FILE_READS: Final = {"fgets": (0, 2), "fgetws": (0, 2), "fread": (0, 3), "fscanf": (2, 0), "getline": (0, 2)}
@@ -105,8 +123,23 @@ def _literal_value(expr: str, cfile: CFile) -> str | None:
     return None
 
 
-def _analyse(cfile: CFile, func: Function, sums: _Summaries) -> _State:
+def _globals(cfile: CFile) -> dict[str, int]:
+    """File-scope variables initialised with a literal (``static const char key[] = "...";``)."""
+    outside = list(cfile.code)
+    for f in cfile.functions:
+        outside[f.start : f.end] = " " * (f.end - f.start)
+    text = "".join(outside)
+    found: dict[str, int] = {}
+    for m in _ASSIGN.finditer(text):
+        words = m.group(1).split()
+        if words and _literal_value(m.group(2), cfile):
+            found[words[-1]] = m.start()
+    return found
+
+
+def _analyse(cfile: CFile, func: Function, sums: _Summaries, file_literals: dict[str, int]) -> _State:
     st = _State(param={p: i for i, p in enumerate(func.params)})
+    st.literal.update({k: v for k, v in file_literals.items() if k not in st.param})
     body = cfile.code[func.start : func.end]
     for _ in range(3):
         for m in _ASSIGN.finditer(body):
@@ -127,7 +160,7 @@ def _analyse(cfile: CFile, func: Function, sums: _Summaries) -> _State:
     return st
 
 
-def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summaries) -> None:
+def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summaries) -> None:  # noqa: PLR0917
     if not lhs:
         return
     lit = _literal_value(rhs, cfile)
@@ -145,9 +178,7 @@ def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summ
         st.param.setdefault(lhs, st.param[src])
 
 
-def _secret_args(
-    rel: str, name: str, args: tuple[str, ...], sums: _Summaries
-) -> list[tuple[int, str, str, bool]]:
+def _secret_args(rel: str, name: str, args: tuple[str, ...], sums: _Summaries) -> list[tuple[int, str, str, bool]]:
     """(index, kind, sink name, sink function decrypts) for each secret-carrying argument."""
     if name == "curl_easy_setopt":
         return [(2, PASSWORD, name, False)] if len(args) > 2 and args[1].strip() in _CURL_SECRET_OPTS else []
@@ -164,11 +195,16 @@ def _mask_literals(line: str) -> str:
     return _STR_LIT.sub(lambda m: '"' + mask(m.group(1)[1:-1]) + '"' if len(m.group(1)) > 2 else m.group(1), line)
 
 
-def _scan_function(
-    rel: str, cfile: CFile, func: Function, sums: _Summaries, report: list[Finding] | None
+def _scan_function(  # noqa: PLR0912, PLR0917 - one pass over a function, kept whole for the reader
+    rel: str,
+    cfile: CFile,
+    func: Function,
+    sums: _Summaries,
+    report: list[Finding] | None,
+    file_literals: dict[str, int],
 ) -> bool:
     """Analyse one function; update ``sums``; append findings to ``report`` when given. Changed?"""
-    st = _analyse(cfile, func, sums)
+    st = _analyse(cfile, func, sums, file_literals)
     decrypts = bool(_DECRYPT.search(cfile.code, func.start, func.end))
     changed = False
     body = cfile.code[func.start : func.end]
@@ -196,14 +232,16 @@ def _scan_function(
                         changed = True
     for m in _ASSIGN.finditer(body):
         lhs = m.group(1)
-        if _SECRET_MEMBER.search(lhs) and (
-            _literal_value(m.group(2), cfile) or first_ident(m.group(2)) in st.literal
-        ):
+        if _SECRET_MEMBER.search(lhs) and (_literal_value(m.group(2), cfile) or first_ident(m.group(2)) in st.literal):
             hits.append((func.start + m.start(), "c-password", "member " + lhs.strip(), "hard-coded"))
     for call in calls(cfile.code, func.start, func.end):
-        if call.name in _COPY_FUNCS and len(call.args) >= 2 and _SECRET_MEMBER.search(call.args[0].rstrip(") ")):
-            if _literal_value(call.args[1], cfile) or first_ident(call.args[1]) in st.literal:
-                hits.append((call.start, "c-password", "member " + call.args[0].strip(), "hard-coded"))
+        if (
+            call.name in _COPY_FUNCS
+            and len(call.args) >= 2
+            and _SECRET_MEMBER.search(call.args[0].rstrip(") "))
+            and (_literal_value(call.args[1], cfile) or first_ident(call.args[1]) in st.literal)
+        ):
+            hits.append((call.start, "c-password", "member " + call.args[0].strip(), "hard-coded"))
     if report is not None:
         seen: set[tuple[int, str]] = set()
         for offset, rule, sink, detail in hits:
@@ -231,15 +269,16 @@ def _scan_function(
 def check_c_credentials(files: list[tuple[str, CFile]]) -> list[Finding]:
     """Findings over every C/C++ file of one tree (summaries shared across the files)."""
     sums = _Summaries()
+    file_literals = {rel: _globals(cfile) for rel, cfile in files}
     for _ in range(4):
         changed = False
-        for _rel, cfile in files:
+        for rel, cfile in files:
             for func in cfile.functions:
-                changed |= _scan_function(_rel, cfile, func, sums, None)
+                changed |= _scan_function(rel, cfile, func, sums, None, file_literals[rel])
         if not changed:
             break
     report: list[Finding] = []
     for rel, cfile in files:
         for func in cfile.functions:
-            _scan_function(rel, cfile, func, sums, report)
+            _scan_function(rel, cfile, func, sums, report, file_literals[rel])
     return report

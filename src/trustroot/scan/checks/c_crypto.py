@@ -52,7 +52,7 @@ _CIPHER_LIST_FUNCS: Final = frozenset(
 _WEAK_SUITE: Final = re.compile(r"(?<![!\-+\w])(?:RC4|DES|3DES|NULL|eNULL|aNULL|EXPORT|EXP|ADH|AECDH|MD5|LOW)\b")
 
 
-def check_c_crypto(rel: str, cfile: CFile) -> list[Finding]:
+def check_c_crypto(rel: str, cfile: CFile) -> list[Finding]:  # noqa: PLR0912 - one branch per pattern family
     """Crypto-misuse findings over one C/C++ file."""
     found: list[Finding] = []
     seen: set[tuple[int, str]] = set()
@@ -90,9 +90,14 @@ def check_c_crypto(rel: str, cfile: CFile) -> list[Finding]:
         if call.name in ("curl_easy_setopt",) and len(call.args) > 2:
             if call.args[1].strip() in _CURL_VERIFY and call.args[2].strip() in _FALSE:
                 add("crypto.verify-none", call.start, f"{call.args[1].strip()} switched off")
-        elif call.name == "mosquitto_tls_insecure_set" and len(call.args) > 1 and call.args[1].strip() in (
-            "true",
-            "1",
+        elif (
+            call.name == "mosquitto_tls_insecure_set"
+            and len(call.args) > 1
+            and call.args[1].strip()
+            in (
+                "true",
+                "1",
+            )
         ):
             add("crypto.verify-none", call.start, "mosquitto_tls_insecure_set() skips the server name check")
         elif call.name == "mosquitto_tls_opts_set" and len(call.args) > 1 and call.args[1].strip() == "0":

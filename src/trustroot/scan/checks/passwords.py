@@ -21,10 +21,18 @@ from trustroot.scan.checks._common import make, mask
 from trustroot.scan.checks._crypt import check_password
 from trustroot.scan.findings import Finding
 
-__all__ = ["MAX_CRACK_CANDIDATES", "candidates", "check_password_file", "is_password_file"]
+__all__ = [
+    "MAX_CRACK_CANDIDATES",
+    "MAX_CRACK_CANDIDATES_COSTLY",
+    "candidates",
+    "check_password_file",
+    "is_password_file",
+]
 
-#: How many entries of the common-password list (most common first) are tried per hash.
+#: How many entries of the common-password list (most common first) are tried per hash of a
+#: cheap scheme (DES, MD5-crypt, apr1, SHA-1), and of a costly one (SHA-crypt and anything else).
 MAX_CRACK_CANDIDATES: Final = 256
+MAX_CRACK_CANDIDATES_COSTLY: Final = 32
 
 #: Default credentials of IoT devices (the Mirai botnet's list and vendor defaults).
 IOT_DEFAULTS: Final = (
@@ -57,21 +65,21 @@ def _common_ordered() -> tuple[str, ...]:
     return tuple(out)
 
 
-def candidates(user: str) -> tuple[str, ...]:
+def candidates(user: str, *, costly: bool = False) -> tuple[str, ...]:
     """Passwords tried against one account's hash, in order, without repeats."""
     seen: dict[str, None] = {}
-    for c in (user, *IOT_DEFAULTS, *_common_ordered()):
+    common = _common_ordered()[:MAX_CRACK_CANDIDATES_COSTLY] if costly else _common_ordered()
+    for c in (user, *IOT_DEFAULTS, *common):
         seen.setdefault(c, None)
     return tuple(seen)
 
 
-def is_password_file(rel: str, head: bytes) -> bool:
-    """Whether the file at ``rel`` (relative path) with first bytes ``head`` is a password database."""
-    if _NAMES.search(rel):
-        return True
-    return False
+def is_password_file(rel: str) -> bool:
+    """Whether the file at ``rel`` (relative path) is a password database, by its name."""
+    return bool(_NAMES.search(rel))
 
 
+@functools.lru_cache(maxsize=1024)
 def _crack(user: str, hashed: str) -> str | None:
     if hashed.startswith("{SHA}"):
         want = hashed[5:].encode()
@@ -80,7 +88,7 @@ def _crack(user: str, hashed: str) -> str | None:
             if hmac.compare_digest(got, want):
                 return c
         return None
-    for c in candidates(user):
+    for c in candidates(user, costly=not _scheme(hashed)):
         if check_password(c, hashed):
             return c
     return None
@@ -127,13 +135,15 @@ def _masked_line(line: str, secret: str) -> str:
     return line.replace(secret, mask(secret), 1) if secret else line
 
 
-def _check_entry(
+def _check_entry(  # noqa: PLR0917
     rel: str, lineno: int, line: str, user: str, secret: str, kind: str, fields: list[str]
 ) -> list[Finding]:
     found: list[Finding] = []
     snippet = _masked_line(line, secret)[:160]
     if kind == "passwd" and len(fields) >= 4 and fields[2] == "0" and user not in ("root", "toor"):
-        found.append(make("passwd.extra-uid0", rel, line=lineno, snippet=snippet, message=f"account '{user}' has uid 0"))
+        found.append(
+            make("passwd.extra-uid0", rel, line=lineno, snippet=snippet, message=f"account '{user}' has uid 0")
+        )
     shell = fields[6] if len(fields) >= 7 else ""
     no_login = shell.endswith(("/false", "/nologin", "/sync", "/shutdown", "/halt"))
     if secret in ("x", "*", "!", "!!", "*LK*", "NP") or secret.startswith(("!", "*")):
@@ -142,7 +152,9 @@ def _check_entry(
         if kind == "htpasswd" or (kind == "passwd" and no_login):
             return found
         found.append(
-            make("passwd.empty-password", rel, line=lineno, snippet=snippet, message=f"account '{user}' has no password")
+            make(
+                "passwd.empty-password", rel, line=lineno, snippet=snippet, message=f"account '{user}' has no password"
+            )
         )
         return found
     if kind == "htpasswd" and not _is_hash(secret):
