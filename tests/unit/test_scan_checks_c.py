@@ -119,3 +119,36 @@ def test_snippet_masks_the_literal(tmp_path: Path) -> None:
         assert "Tr0ub4dor&3" not in f.snippet + f.message
         assert f.engines == ["trustroot"]
         assert f.location.path == "m.c" and f.location.line == 1
+
+
+INJECTION: list[tuple[str, int, str, str]] = [
+    ("cwe78-console-system", 78,
+     "void f(void){ char cmd[100] = \"ls \"; fgets(cmd + 3, 90, stdin); system(cmd); }\n",
+     "void f(void){ char cmd[100] = \"ls \"; strcat(cmd, \"*.*\"); system(cmd); }\n"),
+    ("cwe78-env-macro-exec", 78,
+     "#define ARG data\n#define EXECL execl\nvoid f(void){ char data[64]; char *e = getenv(\"X\"); strcpy(data, e);\n"
+     "  EXECL(\"/bin/sh\", \"sh\", \"-c\", ARG, NULL); }\n",
+     "#define ARG data\n#define EXECL execl\nvoid f(void){ char data[64] = \"date\";\n"
+     "  EXECL(\"/bin/sh\", \"sh\", \"-c\", ARG, NULL); }\n"),
+    ("cwe134-network-printf", 134,
+     "void f(int s){ char b[100]; recv(s, b, 99, 0); printf(b); }\n",
+     "void f(int s){ char b[100]; recv(s, b, 99, 0); printf(\"%s\", b); }\n"),
+    ("cwe134-across-functions", 134,
+     "static void sink(char *d){ fprintf(stderr, d); }\nvoid f(void){ char b[100]; fgets(b, 100, stdin); sink(b); }\n",
+     "static void sink(char *d){ fprintf(stderr, \"%s\", d); }\nvoid f(void){ char b[100]; fgets(b, 100, stdin); sink(b); }\n"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "cwe", "bad", "good"), INJECTION, ids=[c[0] for c in INJECTION])
+def test_injection(tmp_path: Path, case: str, cwe: int, bad: str, good: str) -> None:
+    assert cwe in _cwes(tmp_path, "bad", bad), f"{case}: bad function not flagged with CWE-{cwe}"
+    assert cwe not in _cwes(tmp_path, "good", good), f"{case}: fixed twin flagged with CWE-{cwe}"
+
+
+def test_crlf_sources_are_read_like_lf(tmp_path: Path) -> None:
+    src = "#define CMD data\r\nvoid f(void){ char data[9];\r\n  gets(data);\r\n  system(CMD); }\r\n"
+    root = tmp_path / "crlf"
+    root.mkdir()
+    (root / "c.c").write_bytes(src.encode())
+    [f] = [f for f in run_tree(root) if 78 in f.cwe]
+    assert f.location.line == 4

@@ -26,6 +26,7 @@ from typing import Final
 from trustroot.scan.checks import (
     c_credentials,
     c_crypto,
+    c_injection,
     components,
     credentials,
     elf,
@@ -196,6 +197,7 @@ def run_tree(
         if not (is_text and PurePosixPath(rel).suffix.lower() in _C_EXT):
             comps.extend(components.find_components(rel, data))
     found.extend(c_credentials.check_c_credentials(c_files))
+    found.extend(c_injection.check_c_injection(c_files))
     found.extend(components.findings_for(comps, vuln_db, today or datetime.now(UTC).date()))
     if inventory is not None:
         inventory.extend(comps)

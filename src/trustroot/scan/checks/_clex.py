@@ -18,6 +18,7 @@ _COMMENT_OR_STRING: Final = re.compile(
     r"//[^\n]*|/\*.*?\*/|(?:L|u8|u|U)?\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.DOTALL
 )
 _DEFINE_STR: Final = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]+(?:L|u8|u|U)?(\"(?:\\.|[^\"\\\n])*\")", re.M)
+_DEFINE_IDENT: Final = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]+([A-Za-z_]\w*)[ \t]*$", re.M)
 _DIRECTIVE: Final = re.compile(r"^[ \t]*#[^\n]*(?:\\\n[^\n]*)*", re.M)
 _FUNC_HEAD: Final = re.compile(r"(\w+)\s*\(([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*)\)\s*(?:const\s*)?(?:noexcept\s*)?$")
 _KEYWORDS: Final = frozenset({"if", "for", "while", "switch", "return", "sizeof", "do", "else", "catch"})
@@ -52,6 +53,8 @@ _TYPE_WORDS: Final = frozenset(
     ]
 )
 _IDENT: Final = re.compile(r"[A-Za-z_]\w*")
+#: A function head (return type, name, parameters) is looked for in this many characters before ``{``.
+_MAX_HEAD: Final = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +84,14 @@ class CFile:
     code: str = ""
     bare: str = ""
     string_macros: dict[str, str] = field(default_factory=dict)
+    ident_macros: dict[str, str] = field(default_factory=dict)
     functions: list[Function] = field(default_factory=list)
     _newlines: list[int] = field(default_factory=list)
 
     @classmethod
     def parse(cls, text: str) -> CFile:
-        """The lexical view of ``text``."""
+        """The lexical view of ``text`` (CRLF line ends read as LF; line numbers are unchanged)."""
+        text = text.replace("\r\n", "\n")
         code_parts: list[str] = []
         bare_parts: list[str] = []
         pos = 0
@@ -108,8 +113,18 @@ class CFile:
         self = cls(text=text, code="".join(code_parts), bare="".join(bare_parts))
         self._newlines = [i for i, c in enumerate(text) if c == "\n"]
         self.string_macros = {m.group(1): m.group(2) for m in _DEFINE_STR.finditer(self.code)}
+        self.ident_macros = {m.group(1): m.group(2) for m in _DEFINE_IDENT.finditer(self.bare)}
         self.functions = list(_functions(self.bare))
         return self
+
+    def resolve(self, name: str) -> str:
+        """``name`` through object-like macros that name another identifier (``#define EXECL execl``)."""
+        for _ in range(4):
+            target = self.ident_macros.get(name)
+            if target is None or target == name:
+                break
+            name = target
+        return name
 
     def line_of(self, offset: int) -> int:
         """1-based line number of ``offset``."""
@@ -138,7 +153,7 @@ def _functions(bare: str) -> Iterator[Function]:
         c = no_dir[i]
         if c == "{":
             if depth == 0:
-                head = no_dir[last_stop:i]
+                head = no_dir[max(last_stop, i - _MAX_HEAD) : i]
                 m = _FUNC_HEAD.search(head.rstrip())
                 if m and m.group(1) not in _KEYWORDS and not head.rstrip().endswith("="):
                     end = _match_brace(no_dir, i)

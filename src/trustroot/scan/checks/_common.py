@@ -93,6 +93,8 @@ RULES: Final[dict[str, Rule]] = {
             (319,),
             ("5.5-7",),
         ),
+        _r("injection.command", "External input reaches an OS command", H, (78,), ("5.13-1",)),
+        _r("injection.format", "External input used as a format string", H, (134,), ("5.13-1",)),
         # keys
         _r("keys.private-key", "Private key shipped in the tree or image", H, (321, 798), ("5.4-1", "5.4-3")),
         _r("keys.encrypted-private-key", "Encrypted private key shipped (offline-crackable)", L, (321,), ("5.4-1",)),

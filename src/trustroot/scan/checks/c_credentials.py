@@ -92,9 +92,13 @@ _COPY_FUNCS: Final = frozenset(
 _COPY_DST_SRC: Final = {"StringCchCopyA": (0, 2), "StringCchCopyW": (0, 2)}
 _FILE_READS: Final = {"fgets": (0, 2), "fgetws": (0, 2), "fread": (0, 3), "fscanf": (2, 0), "getline": (0, 2)}
 _NET_READS: Final = {"recv": 1, "recvfrom": 1, "recvmsg": 1}
+_CONSOLE_READS: Final = {"scanf": 1, "gets": 0, "wscanf": 1}
+_ENV_READS: Final = frozenset({"getenv", "secure_getenv", "_wgetenv"})
 _DECRYPT: Final = re.compile(r"\b\w*(?:[Dd]ecrypt|DECRYPT|UnprotectData)\w*\s*\(")
 _LITERAL: Final = re.compile(r"^\s*(?:\(\s*[\w\s\*]+\)\s*)?(?:L|u8|u|U)?\"((?:\\.|[^\"\\])+)\"\s*$")
-_ASSIGN: Final = re.compile(r"([A-Za-z_][\w.\->\s]*?)\s*(?:\[[^\]=;]*\])*\s*(?<![=!<>+\-*/%&|^])=(?!=)\s*([^;]+);")
+_ASSIGN: Final = re.compile(
+    r"([A-Za-z_]\w*(?:[ \t]*(?:\.|->)[ \t]*\w+)*)[ \t]*(?:\[[^\]=;\n]*\][ \t]*)*(?<![=!<>+\-*/%&|^])=(?!=)\s*([^;]+);"
+)
 _RETURN: Final = re.compile(r"\breturn\s+([^;]+);")
 _STR_LIT: Final = re.compile(r"(\"(?:\\.|[^\"\\\n])*\")")
 
@@ -103,6 +107,7 @@ _STR_LIT: Final = re.compile(r"(\"(?:\\.|[^\"\\\n])*\")")
 class _Summaries:
     sink_params: dict[str, dict[int, tuple[str, str, bool]]] = field(default_factory=dict)
     returns_literal: set[str] = field(default_factory=set)
+    returns_read: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -143,20 +148,24 @@ def _analyse(cfile: CFile, func: Function, sums: _Summaries, file_literals: dict
     body = cfile.code[func.start : func.end]
     for _ in range(3):
         for m in _ASSIGN.finditer(body):
-            lhs = m.group(1).split()[-1] if m.group(1).split() else ""
+            lhs = re.sub(r"\s+", "", m.group(1))
             rhs = m.group(2)
             _flow(st, lhs, rhs, func.start + m.start(), cfile, sums)
         for call in calls(cfile.code, func.start, func.end):
-            if call.name in _COPY_FUNCS and len(call.args) >= 2:
-                d, s = _COPY_DST_SRC.get(call.name, (0, 1))
+            name = cfile.resolve(call.name)
+            if name in _COPY_FUNCS and len(call.args) >= 2:
+                d, s = _COPY_DST_SRC.get(name, (0, 1))
                 if len(call.args) > max(d, s):
                     _flow(st, first_ident(call.args[d]), call.args[s], call.start, cfile, sums)
-            elif call.name in _FILE_READS:
-                d, s = _FILE_READS[call.name]
-                if len(call.args) > max(d, s) and first_ident(call.args[s]) not in ("stdin", ""):
-                    st.read[first_ident(call.args[d])] = "file"
-            elif call.name in _NET_READS and len(call.args) > 1:
-                st.read[first_ident(call.args[_NET_READS[call.name]])] = "network"
+            elif name in _FILE_READS:
+                d, s = _FILE_READS[name]
+                if len(call.args) > max(d, s) and first_ident(call.args[s]):
+                    stream = first_ident(call.args[s])
+                    st.read.setdefault(first_ident(call.args[d]), "console" if stream == "stdin" else "file")
+            elif name in _NET_READS and len(call.args) > 1:
+                st.read[first_ident(call.args[_NET_READS[name]])] = "network"
+            elif name in _CONSOLE_READS and len(call.args) > _CONSOLE_READS[name]:
+                st.read.setdefault(first_ident(call.args[_CONSOLE_READS[name]]), "console")
     return st
 
 
@@ -168,7 +177,12 @@ def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summ
         st.literal.setdefault(lhs, offset)
         return
     src = first_ident(rhs)
-    if rhs.strip().endswith(")") and src in sums.returns_literal:
+    called = cfile.resolve(src)
+    if rhs.strip().endswith(")") and called in _ENV_READS:
+        st.read.setdefault(lhs, "env")
+    elif rhs.strip().endswith(")") and called in sums.returns_read:
+        st.read.setdefault(lhs, "external")
+    elif rhs.strip().endswith(")") and src in sums.returns_literal:
         st.literal.setdefault(lhs, offset)
     elif src in st.literal and re.fullmatch(r"\s*(?:\([\w\s\*]+\)\s*)?&?\s*\w+\s*", rhs):
         st.literal.setdefault(lhs, st.literal[src])
@@ -215,12 +229,12 @@ def _scan_function(  # noqa: PLR0912, PLR0917 - one pass over a function, kept w
             changed = True
     hits: list[tuple[int, str, str, str]] = []  # offset, rule, sink, detail
     for call in calls(cfile.code, func.start, func.end):
-        for idx, kind, sink, sink_decrypts in _secret_args(rel, call.name, call.args, sums):
+        for idx, kind, sink, sink_decrypts in _secret_args(rel, cfile.resolve(call.name), call.args, sums):
             expr = call.args[idx]
             var = first_ident(expr)
             if _literal_value(expr, cfile) or var in st.literal:
                 hits.append((call.start, "c-password" if kind == PASSWORD else "c-key", sink, "hard-coded"))
-            elif var in st.read and kind == PASSWORD and not decrypts and not sink_decrypts:
+            elif st.read.get(var) in ("file", "network") and kind == PASSWORD and not decrypts and not sink_decrypts:
                 rule = "c-stored-plaintext" if st.read[var] == "file" else "c-cleartext-network"
                 hits.append((call.start, rule, sink, st.read[var]))
             if var in st.param:
