@@ -259,7 +259,8 @@ def table(title: str, scores: dict[str, dict[int, Score]], tools: list[str]) -> 
 
 def main(argv: list[str]) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks juliet_bench")
-    parser.add_argument("--juliet", type=Path, default=Path(os.environ.get("JULIET_DIR", "/tmp/juliet/testcases")),  # noqa: S108)
+    default_dir = os.environ.get("JULIET_DIR", "/tmp/juliet/testcases")  # noqa: S108 - a reading copy, never written
+    parser.add_argument("--juliet", type=Path, default=Path(default_dir))
     parser.add_argument("--set", choices=("dev", "other", "both"), default="both")
     parser.add_argument("--cwes", default=",".join(str(c) for c in CWES))
     parser.add_argument("--engines", default="cppcheck,clang-tidy,flawfinder,semgrep,detect-secrets")

@@ -20,12 +20,19 @@ __all__ = ["check_c_injection"]
 
 _ALL: Final = -1
 #: sink -> (argument index that must not be external, or _ALL for every argument; rule)
+_COMMANDS: Final = (
+    "system", "popen", "_popen", "_wsystem", "_wpopen", "execl", "execlp", "execle", "execv", "execvp", "execve",
+    "_execl", "_execlp", "_execv", "_execvp", "_wexecl", "_wexeclp", "_spawnl", "_spawnlp", "posix_spawn", "posix_spawnp",
+)  # fmt: skip
+_FORMATS: Final = (
+    (0, ("printf", "vprintf", "wprintf", "vwprintf")),
+    (1, ("fprintf", "vfprintf", "fwprintf", "vfwprintf", "sprintf", "vsprintf", "syslog", "vsyslog", "dprintf")),
+    (2, ("snprintf", "vsnprintf", "_snprintf", "_vsnprintf", "swprintf", "vswprintf", "_snwprintf", "_vsnwprintf")),
+)
 SINKS: Final[dict[str, tuple[int, str]]] = {
-    **dict.fromkeys(("system", "popen", "_popen", "_wsystem", "_wpopen", "execl", "execlp", "execle", "execv", "execvp", "execve", "_execl", "_execlp", "_execv", "_execvp", "_wexecl", "_wexeclp", "_spawnl", "_spawnlp", "posix_spawn", "posix_spawnp"), (_ALL, "injection.command")),
-    **dict.fromkeys(("printf", "vprintf", "wprintf", "vwprintf"), (0, "injection.format")),
-    **dict.fromkeys(("fprintf", "vfprintf", "fwprintf", "vfwprintf", "sprintf", "vsprintf", "syslog", "vsyslog", "dprintf"), (1, "injection.format")),
-    **dict.fromkeys(("snprintf", "vsnprintf", "_snprintf", "_vsnprintf", "swprintf", "vswprintf", "_snwprintf", "_vsnwprintf"), (2, "injection.format")),
-}  # fmt: skip
+    **dict.fromkeys(_COMMANDS, (_ALL, "injection.command")),
+    **{name: (index, "injection.format") for index, names in _FORMATS for name in names},
+}
 _EXTERNAL: Final = frozenset({"console", "file", "network", "env", "external"})
 
 
