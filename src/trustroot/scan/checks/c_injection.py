@@ -22,7 +22,8 @@ _ALL: Final = -1
 #: sink -> (argument index that must not be external, or _ALL for every argument; rule)
 _COMMANDS: Final = (
     "system", "popen", "_popen", "_wsystem", "_wpopen", "execl", "execlp", "execle", "execv", "execvp", "execve",
-    "_execl", "_execlp", "_execv", "_execvp", "_wexecl", "_wexeclp", "_spawnl", "_spawnlp", "posix_spawn", "posix_spawnp",
+    "_execl", "_execlp", "_execv", "_execvp", "_wexecl", "_wexeclp", "_spawnl", "_spawnlp",
+    "posix_spawn", "posix_spawnp",
 )  # fmt: skip
 _FORMATS: Final = (
     (0, ("printf", "vprintf", "wprintf", "vwprintf")),
