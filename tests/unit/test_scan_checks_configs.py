@@ -22,6 +22,7 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("etc/init.d/S50x", "#!/bin/sh\nkillall telnetd\n[ -x /usr/sbin/telnetd ] && echo telnetd present\n", set()),
     ("etc/init.d/S60ftp", "#!/bin/sh\nvsftpd /etc/vsftpd.conf &\n", {"surface.ftp"}),
     ("etc/init.d/shell", "#!/bin/sh\nnc -l -p 4444 -e /bin/sh &\n", {"surface.debug-shell"}),
+    ("etc/rc.local", "/usr/bin/shellback &\nexit 0\n", {"surface.debug-shell"}),
     ("lib/systemd/system/debug.service", "[Service]\nExecStart=/sbin/agetty --autologin root ttyS0\n",
      {"surface.debug-shell"}),
     ("lib/systemd/system/tftp.service", "[Service]\nExecStart=/usr/sbin/in.tftpd -L /srv\n", {"surface.ftp"}),

@@ -131,15 +131,22 @@ def check_password_file(rel: str, data: bytes) -> list[Finding]:
     return found
 
 
-def _masked_line(line: str, secret: str) -> str:
-    return line.replace(secret, mask(secret), 1) if secret else line
+_NOT_SECRET: Final = frozenset({"", "x", "*", "!", "!!", "*LK*", "NP"})
+
+
+def _masked_line(line: str, user: str, secret: str) -> str:
+    """The entry with its password field (the second) masked; the rest as it is."""
+    if secret in _NOT_SECRET:
+        return line
+    rest = line[len(user) + 1 + len(secret) :]
+    return f"{user}:{mask(secret)}{rest}"
 
 
 def _check_entry(  # noqa: PLR0917
     rel: str, lineno: int, line: str, user: str, secret: str, kind: str, fields: list[str]
 ) -> list[Finding]:
     found: list[Finding] = []
-    snippet = _masked_line(line, secret)[:160]
+    snippet = _masked_line(line, user, secret)[:160]
     if kind == "passwd" and len(fields) >= 4 and fields[2] == "0" and user not in ("root", "toor"):
         found.append(
             make("passwd.extra-uid0", rel, line=lineno, snippet=snippet, message=f"account '{user}' has uid 0")
@@ -191,7 +198,7 @@ def _check_entry(  # noqa: PLR0917
                 rel,
                 line=lineno,
                 snippet=snippet,
-                message=f"password of '{user}' is a well-known default ({len(cracked)} characters; not shown)",
+                message=f"password of '{user}' is a well-known default (not shown)",
             )
         )
     return found

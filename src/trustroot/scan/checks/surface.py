@@ -34,6 +34,11 @@ _SERVICES: Final = (
         re.compile(r"\b(?:a?getty|login)\b[^\n]*(?:-f\s+root|--autologin\s+root|-n\s+-l\s+/bin/)"),
         "console logs in as root without a password",
     ),
+    (
+        "surface.debug-shell",
+        re.compile(r"(?:^|[\s;&|/'\"])\w*(?:backdoor|bindshell|shellback|revshell|reverse_shell)\w*\b", re.I),
+        "backdoor shell started at boot",
+    ),
     ("surface.telnet", re.compile(r"(?:^|[\s;&|=/'\"])(?:busybox\s+)?u?telnetd\b"), "telnet server started"),
     (
         "surface.ftp",
