@@ -130,6 +130,9 @@ INJECTION: list[tuple[str, int, str, str]] = [
      "  EXECL(\"/bin/sh\", \"sh\", \"-c\", ARG, NULL); }\n",
      "#define ARG data\n#define EXECL execl\nvoid f(void){ char data[64] = \"date\";\n"
      "  EXECL(\"/bin/sh\", \"sh\", \"-c\", ARG, NULL); }\n"),
+    ("cwe78-network-built-command", 78,
+     "void f(int s){ char h[64], c[128]; recv(s, h, 63, 0); snprintf(c, sizeof c, \"ping %s\", h); system(c); }\n",
+     "void f(int s){ char h[64], c[128]; recv(s, h, 63, 0); snprintf(c, sizeof c, \"ping %s\", \"gw\"); system(c); }\n"),
     ("cwe134-network-printf", 134,
      "void f(int s){ char b[100]; recv(s, b, 99, 0); printf(b); }\n",
      "void f(int s){ char b[100]; recv(s, b, 99, 0); printf(\"%s\", b); }\n"),

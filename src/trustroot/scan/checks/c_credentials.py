@@ -92,6 +92,7 @@ _COPY_FUNCS: Final = frozenset(
 _COPY_DST_SRC: Final = {"StringCchCopyA": (0, 2), "StringCchCopyW": (0, 2)}
 _FILE_READS: Final = {"fgets": (0, 2), "fgetws": (0, 2), "fread": (0, 3), "fscanf": (2, 0), "getline": (0, 2)}
 _NET_READS: Final = {"recv": 1, "recvfrom": 1, "recvmsg": 1}
+_FORMATTERS: Final = {"sprintf": 1, "snprintf": 2, "swprintf": 2, "_snprintf": 2, "asprintf": 1}
 _CONSOLE_READS: Final = {"scanf": 1, "gets": 0, "wscanf": 1}
 _ENV_READS: Final = frozenset({"getenv", "secure_getenv", "_wgetenv"})
 _DECRYPT: Final = re.compile(r"\b\w*(?:[Dd]ecrypt|DECRYPT|UnprotectData)\w*\s*\(")
@@ -164,6 +165,12 @@ def _analyse(cfile: CFile, func: Function, sums: _Summaries, file_literals: dict
                     st.read.setdefault(first_ident(call.args[d]), "console" if stream == "stdin" else "file")
             elif name in _NET_READS and len(call.args) > 1:
                 st.read[first_ident(call.args[_NET_READS[name]])] = "network"
+            elif name in _FORMATTERS and len(call.args) > _FORMATTERS[name]:
+                # sprintf(dst, fmt, ...): dst carries whatever read input the arguments carry
+                for arg in call.args[_FORMATTERS[name] + 1 :]:
+                    kind = st.read.get(first_ident(arg))
+                    if kind is not None:
+                        st.read.setdefault(first_ident(call.args[0]), kind)
             elif name in _CONSOLE_READS and len(call.args) > _CONSOLE_READS[name]:
                 st.read.setdefault(first_ident(call.args[_CONSOLE_READS[name]]), "console")
     return st
