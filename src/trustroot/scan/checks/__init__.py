@@ -53,10 +53,11 @@ _TEXT_PROBE: Final = 8192
 #: Blob windows: size and overlap (the overlap is larger than any key or banner looked for).
 BLOB_WINDOW: Final = 8 * 1024 * 1024
 BLOB_OVERLAP: Final = 72 * 1024
-_SHADOW_CARVE: Final = re.compile(
-    rb"(?<![A-Za-z0-9_.$/-])([a-z_][a-z0-9_.-]{0,31}):((?:\$(?:1|5|6|apr1)\$[./0-9A-Za-z$=]{4,120})|(?:[./0-9A-Za-z]{13})|):"
-    rb"(?:\d{0,6}:){2}"
-)
+#: A password field between colons followed by a day count or uid, as in a shadow or passwd line
+#: (the pattern starts with a literal ``:`` so the engine skips ahead at C speed); the account name
+#: before it is then read backwards.
+_SHADOW_FIELD: Final = re.compile(rb":((?:\$(?:1|5|6|apr1)\$[./0-9A-Za-z$=]{4,120})|[./0-9A-Za-z]{13}|):\d{0,6}:")
+_USER_BEFORE: Final = re.compile(rb"(?:^|[^A-Za-z0-9_.$/-])([a-z_][a-z0-9_.-]{0,31})$")
 
 
 def _is_text(head: bytes) -> bool:
@@ -235,13 +236,17 @@ def run_blob(
                 if f.location.byte_offset not in seen_keys:
                     seen_keys.add(f.location.byte_offset or 0)
                     found.append(f)
-            for m in _SHADOW_CARVE.finditer(window):
-                at = base + m.start()
+            for m in _SHADOW_FIELD.finditer(window):
+                user = _USER_BEFORE.search(window[max(0, m.start() - 33) : m.start()])
+                if user is None:
+                    continue
+                start = m.start() - len(user.group(1))
+                at = base + start
                 if at in seen_lines:
                     continue
                 seen_lines.add(at)
                 end = window.find(b"\n", m.start())
-                line = window[m.start() : end if end != -1 else m.end()]
+                line = window[start : end if end != -1 else m.end()]
                 for f in passwords.check_password_file(f"{name}#shadow", line):
                     f.location = type(f.location)(path=name, byte_offset=at, byte_length=len(line))
                     found.append(f)
