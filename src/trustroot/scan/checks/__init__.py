@@ -48,6 +48,10 @@ _CONFIG_EXT: Final = frozenset(
     {".conf", ".cfg", ".cnf", ".ini", ".json", ".yaml", ".yml", ".toml", ".properties", ".env", ".config", ".xml",
      ".txt", ".nvram", ".dat", ".uci", ".rc", ".prefs", ".default", ".defaults", ".settings"}
 )  # fmt: skip
+#: Folders of documentation and tests: what they hold is not shipped configuration, so the
+#: configuration-file checks (credentials, services, TLS settings) skip them; keys, password
+#: databases, C sources and binaries are checked everywhere.
+_NOT_SHIPPED_DIRS: Final = frozenset({"test", "tests", "testing", "testdata", "man", "doc", "docs", "examples"})
 _SCRIPT_EXT: Final = frozenset({".sh", ".bash", ".ash", ".ksh", ".lua", ".py", ".pl", ".php", ".rb", ".js", ".cgi"})
 _TEXT_PROBE: Final = 8192
 #: Blob windows: size and overlap (the overlap is larger than any key or banner looked for).
@@ -89,6 +93,8 @@ def _kind(rel: str, data: bytes) -> set[str]:
         kinds |= {"wifi", "config"}
     if surface.is_service_file(rel):
         kinds.add("service")
+    if _NOT_SHIPPED_DIRS & {part.lower() for part in p.parts[:-1]}:
+        return set()
     if data.startswith(b"#!") or suffix in _SCRIPT_EXT or ("service" in kinds and name not in ("inittab",)):
         kinds.add("script")
     elif suffix in _CONFIG_EXT or "nvram" in name or rel.startswith("etc/") or "/etc/" in rel or name.endswith("rc"):

@@ -21,7 +21,7 @@ _VERIFY_NONE: Final = re.compile(
     r"SSL_VERIFY_PEER\s*&\s*0)\b"
 )
 _OLD_METHOD: Final = re.compile(
-    r"\b(?:SSLv2|SSLv3|SSLv23_?|TLSv1|TLSv1_1|DTLSv1)_(?:client_|server_)?method\s*\(|"
+    r"\b(?:SSLv2|SSLv3|TLSv1|TLSv1_1|DTLSv1)_(?:client_|server_)?method\s*\(|"
     r"\bwolf(?:SSLv3|TLSv1|TLSv1_1)_(?:client_|server_)?method\s*\(|"
     r"\bMBEDTLS_SSL_MINOR_VERSION_[012]\b|\bMBEDTLS_SSL_VERSION_TLS1_[01]\b"
 )

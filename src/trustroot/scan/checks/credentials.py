@@ -64,7 +64,9 @@ def _is_literal_secret(key: str, value: str) -> bool:
     return not (key.lower() in ("pin", "community", "token") and len(v) < 4)
 
 
-def _line_findings(rel: str, text: str, rule: str, extra: tuple[re.Pattern[str], ...]) -> list[Finding]:
+def _line_findings(
+    rel: str, text: str, rule: str, extra: tuple[re.Pattern[str], ...], *, quoted_only: bool = False
+) -> list[Finding]:
     found: list[Finding] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw if len(raw) <= 4096 else raw[:4096]
@@ -73,7 +75,7 @@ def _line_findings(rel: str, text: str, rule: str, extra: tuple[re.Pattern[str],
         hits: list[tuple[str, str]] = []
         for form in _FORMS:
             m = form.match(line)
-            if m:
+            if m and (m.group("q") or not quoted_only):
                 hits.append((m.group("k"), m.group("v")))
                 break
         hits.extend((m.group("k"), m.group("v")) for m in _JSON_PAIR.finditer(line))
@@ -103,5 +105,10 @@ def check_config_credentials(rel: str, text: str) -> list[Finding]:
 
 
 def check_script_credentials(rel: str, text: str) -> list[Finding]:
-    """Findings over one shell (or other interpreted) script."""
-    return _line_findings(rel, text, "credentials.script", _SCRIPT_CMDS)
+    """Findings over one shell (or other interpreted) script.
+
+    In a program (Python, Lua, JavaScript...) only a quoted value is a literal: ``X_PASSWORD = 134``
+    is a constant, not a credential.
+    """
+    shell = rel.endswith((".sh", ".bash", ".ash")) or text.startswith(("#!/bin/sh", "#!/bin/ash", "#!/bin/bash"))
+    return _line_findings(rel, text, "credentials.script", _SCRIPT_CMDS, quoted_only=not shell)
