@@ -74,6 +74,7 @@ class Function:
     params: tuple[str, ...]
     start: int
     end: int
+    cache: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -134,6 +135,14 @@ class CFile:
         """The original text of line ``line``."""
         lines = self.text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def calls_in(self, func: Function) -> list[Call]:
+        """The calls in ``func``'s body (worked out once per function)."""
+        cached = func.cache.get("calls")
+        if cached is None:
+            cached = list(calls(self.code, func.start, func.end))
+            func.cache["calls"] = cached
+        return cached  # type: ignore[return-value]
 
     def function_at(self, offset: int) -> Function | None:
         """The function whose body holds ``offset``."""

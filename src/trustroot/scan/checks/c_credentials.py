@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from trustroot.scan.checks._clex import CFile, Function, calls, first_ident
+from trustroot.scan.checks._clex import CFile, Function, first_ident
 from trustroot.scan.checks._common import make, mask, snippet_line
 from trustroot.scan.findings import Finding
 
@@ -143,16 +143,18 @@ def _globals(cfile: CFile) -> dict[str, int]:
     return found
 
 
-def _analyse(cfile: CFile, func: Function, sums: _Summaries, file_literals: dict[str, int]) -> _State:
+def _analyse(  # noqa: PLR0912 - one branch per kind of source
+    cfile: CFile, func: Function, sums: _Summaries, file_literals: dict[str, int]
+) -> _State:
     st = _State(param={p: i for i, p in enumerate(func.params)})
     st.literal.update({k: v for k, v in file_literals.items() if k not in st.param})
-    body = cfile.code[func.start : func.end]
+    assigns = _assignments(cfile, func)
+    func_calls = cfile.calls_in(func)
     for _ in range(3):
-        for m in _ASSIGN.finditer(body):
-            lhs = re.sub(r"\s+", "", m.group(1))
-            rhs = m.group(2)
-            _flow(st, lhs, rhs, func.start + m.start(), cfile, sums)
-        for call in calls(cfile.code, func.start, func.end):
+        before = (len(st.literal), len(st.read), len(st.param))
+        for lhs, rhs, offset in assigns:
+            _flow(st, lhs, rhs, offset, cfile, sums)
+        for call in func_calls:
             name = cfile.resolve(call.name)
             if name in _COPY_FUNCS and len(call.args) >= 2:
                 d, s = _COPY_DST_SRC.get(name, (0, 1))
@@ -173,7 +175,19 @@ def _analyse(cfile: CFile, func: Function, sums: _Summaries, file_literals: dict
                         st.read.setdefault(first_ident(call.args[0]), kind)
             elif name in _CONSOLE_READS and len(call.args) > _CONSOLE_READS[name]:
                 st.read.setdefault(first_ident(call.args[_CONSOLE_READS[name]]), "console")
+        if (len(st.literal), len(st.read), len(st.param)) == before:
+            break
     return st
+
+
+def _assignments(cfile: CFile, func: Function) -> list[tuple[str, str, int]]:
+    """(left side without blanks, right side, offset) of every assignment in ``func`` (cached)."""
+    cached = func.cache.get("assigns")
+    if cached is None:
+        body = cfile.code[func.start : func.end]
+        cached = [(re.sub(r"\s+", "", m.group(1)), m.group(2), func.start + m.start()) for m in _ASSIGN.finditer(body)]
+        func.cache["assigns"] = cached
+    return cached  # type: ignore[return-value]
 
 
 def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summaries) -> None:  # noqa: PLR0917
@@ -235,7 +249,7 @@ def _scan_function(  # noqa: PLR0912, PLR0917 - one pass over a function, kept w
             sums.returns_literal.add(func.name)
             changed = True
     hits: list[tuple[int, str, str, str]] = []  # offset, rule, sink, detail
-    for call in calls(cfile.code, func.start, func.end):
+    for call in cfile.calls_in(func):
         for idx, kind, sink, sink_decrypts in _secret_args(rel, cfile.resolve(call.name), call.args, sums):
             expr = call.args[idx]
             var = first_ident(expr)
@@ -251,11 +265,10 @@ def _scan_function(  # noqa: PLR0912, PLR0917 - one pass over a function, kept w
                     if cur.get(st.param[var]) != entry:
                         cur[st.param[var]] = entry
                         changed = True
-    for m in _ASSIGN.finditer(body):
-        lhs = m.group(1)
-        if _SECRET_MEMBER.search(lhs) and (_literal_value(m.group(2), cfile) or first_ident(m.group(2)) in st.literal):
-            hits.append((func.start + m.start(), "c-password", "member " + lhs.strip(), "hard-coded"))
-    for call in calls(cfile.code, func.start, func.end):
+    for lhs, rhs, offset in _assignments(cfile, func):
+        if _SECRET_MEMBER.search(lhs) and (_literal_value(rhs, cfile) or first_ident(rhs) in st.literal):
+            hits.append((offset, "c-password", "member " + lhs, "hard-coded"))
+    for call in cfile.calls_in(func):
         if (
             call.name in _COPY_FUNCS
             and len(call.args) >= 2

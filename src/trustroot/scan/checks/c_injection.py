@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from trustroot.scan.checks._clex import CFile, Function, calls, first_ident
+from trustroot.scan.checks._clex import CFile, Function, first_ident
 from trustroot.scan.checks._common import make, snippet_line
 from trustroot.scan.checks.c_credentials import _RETURN, _analyse, _globals, _literal_value, _Summaries
 from trustroot.scan.findings import Finding
@@ -48,7 +48,7 @@ def _scan(  # noqa: PLR0917
             sums.returns_read.add(func.name)
             changed = True
     seen: set[tuple[int, str]] = set()
-    for call in calls(cfile.code, func.start, func.end):
+    for call in cfile.calls_in(func):
         name = cfile.resolve(call.name)
         targets: list[tuple[int, str]] = []
         if name in SINKS:
