@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["image_bench", "provision_bench", "checkin_bench", "scan_bench"]
+BENCHMARKS = ["image_bench", "provision_bench", "checkin_bench", "checks_bench", "juliet_bench", "scan_bench"]
 
 
 def main(argv: list[str]) -> int:
