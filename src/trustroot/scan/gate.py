@@ -163,14 +163,18 @@ def engine_versions(tools_dir: Path | None, names: Sequence[str] = (*ENGINE_NAME
         return dict(zip(names, pool.map(probe, names), strict=True))
 
 
+def _placed_path(path: str, unit: Unit) -> str:
+    """A path reported relative to the unit, as shown: under the unit's display path."""
+    if unit.kind == "blob":
+        return unit.display
+    rel = path.lstrip("/")
+    return rel if unit.display == "." else f"{unit.display}/{rel}"
+
+
 def _place(finding: Finding, unit: Unit) -> Finding:
     """``finding`` (path relative to the unit) moved under the unit's display path."""
     loc = finding.location
-    if unit.kind == "blob":
-        path = unit.display
-    else:
-        rel = loc.path.lstrip("/")
-        path = rel if unit.display == "." else f"{unit.display}/{rel}"
+    path = _placed_path(loc.path, unit)
     container = unit.container if unit.container is not None else loc.container
     return dataclasses.replace(finding, location=dataclasses.replace(loc, path=path, container=container))
 
@@ -186,12 +190,7 @@ def _own_checks(unit: Unit, db: VulnDB | None, inventory: list[Component]) -> En
     except Exception as exc:  # noqa: BLE001 - a failing check is reported, never hidden; the other results stand
         return EngineOutcome(OWN_CHECKS, "failed", f"{type(exc).__name__}: {exc}", time.monotonic() - started)
     for component in found_here:  # placed like the findings: under the unit's display path
-        rel = component.path.lstrip("/")
-        if unit.kind == "blob":
-            where = unit.display
-        else:
-            where = rel if unit.display == "." else f"{unit.display}/{rel}"
-        inventory.append(dataclasses.replace(component, path=where))
+        inventory.append(dataclasses.replace(component, path=_placed_path(component.path, unit)))
     return EngineOutcome(OWN_CHECKS, "ok", "", time.monotonic() - started, list(found))
 
 
