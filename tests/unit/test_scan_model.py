@@ -197,3 +197,40 @@ def test_missing_engines_are_reported_as_skipped_never_silently(tmp_path: Path) 
     assert [(g.location.path, g.location.byte_offset, g.location.byte_length) for g in gap] == [
         (image.as_posix(), 0, 1000)
     ]
+
+
+def test_cli_vuln_db_and_sbom_through_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trustroot.cli.main import main
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin" / "busybox").write_bytes(b"\x00" * 64 + b"BusyBox v1.19.4 \x00" + b"\x00" * 64)
+    osv = tmp_path / "osv.json"
+    osv.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "BB-1",
+                    "summary": "s",
+                    "affected": [
+                        {
+                            "package": {"name": "busybox"},
+                            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.30"}]}],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    sbom = tmp_path / "sbom.json"
+    args = ["scan", str(rootfs), "--engine", "trustroot", "--no-evidence", "--format", "json"]
+    code = main([*args, "--vuln-db", str(osv), "--sbom", str(sbom)])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    vulnerable = [f for f in findings if f["rule_id"] == "trustroot.component.vulnerable"]
+    assert code == 1 and vulnerable
+    assert vulnerable[0]["location"]["path"] == f"{rootfs.as_posix()}/bin/busybox"
+    document = json.loads(sbom.read_text())
+    assert [c["name"] for c in document["components"]] == ["busybox"]
+    assert document["vulnerabilities"][0]["id"] == "BB-1"
+    osv.write_text("{not json")
+    assert main([*args, "--vuln-db", str(osv)]) == 2
