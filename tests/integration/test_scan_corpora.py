@@ -113,14 +113,19 @@ def test_through_the_cli(corpora: tuple[Path, Path, VulnDB], tmp_path: Path, mon
     cpio = pack_cpio(clean, tmp_path / "clean.cpio")
     out = tmp_path / "scan.json"
     monkeypatch.chdir(tmp_path)  # targets named relative to here are reported under those names
+    osv = tmp_path / "osv.json"
+    osv.write_text(json.dumps(OSV_RECORDS))
+    sbom_file = tmp_path / "sbom.json"
     argv = ["scan", tar.name, blob.name, "--engine", "trustroot", "--format", "json", "--out", str(out)]
-    assert main([*argv, "--no-evidence", "-q"]) == 1
+    assert main([*argv, "--vuln-db", str(osv), "--sbom", str(sbom_file), "--no-evidence", "-q"]) == 1
     doc = json.loads(out.read_text())
     got = {(f["rule_id"], cwe, f["location"]["path"]) for f in doc["findings"] for cwe in f["cwe"]}
-    # the vulnerable-component finding needs --vuln-db, which the CLI does not take yet
-    want = [p for p in PLANTED if p[0] != "trustroot.component.vulnerable"]
-    missing = [p for p in want if (p[0], p[1], f"planted.tar.gz/{p[2]}") not in got]
+    missing = [p for p in PLANTED if (p[0], p[1], f"planted.tar.gz/{p[2]}") not in got]
     assert not missing, missing
+    bom = json.loads(sbom_file.read_text())
+    assert bom["specVersion"] == "1.5"
+    assert {(c["name"], c["version"]) for c in bom["components"]} == {("busybox", "1.19.4"), ("openssl", "1.0.2k")}
+    assert [v["id"] for v in bom["vulnerabilities"]] == ["TEST-BUSYBOX-1"]
     carved = {(f["rule_id"], f["location"]["byte_offset"] is not None) for f in doc["findings"]
               if f["location"]["path"] == "planted.bin"}  # fmt: skip
     assert ("trustroot.keys.private-key", True) in carved and ("trustroot.passwd.default-password", True) in carved
