@@ -18,6 +18,8 @@ BENCHMARKS = [
     "checkin_bench",
     "telemetry_bench",
     "simulate_bench",
+    "checks_bench",
+    "juliet_bench",
     "scan_bench",
     "assess_bench",
 ]

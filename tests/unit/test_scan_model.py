@@ -66,6 +66,17 @@ def test_findings_without_cwe_merge_only_with_the_same_rule() -> None:
     assert sorted(len(m.finding.engines) for m in merged) == [1, 2]
 
 
+def test_two_rules_of_one_engine_at_one_place_are_two_defects() -> None:
+    nx = _f("trustroot.elf.no-nx", Severity.MEDIUM, (693,), engine="trustroot", line=0, path="bin/x")
+    pie = _f("trustroot.elf.no-pie", Severity.LOW, (693,), engine="trustroot", line=0, path="bin/x")
+    again = _f("trustroot.elf.no-nx", Severity.MEDIUM, (693,), engine="semgrep", line=0, path="bin/x")
+    merged = merge_findings([nx, pie, again])
+    assert sorted((m.finding.rule_id, tuple(m.finding.engines)) for m in merged) == [
+        ("trustroot.elf.no-nx", ("semgrep", "trustroot")),
+        ("trustroot.elf.no-pie", ("trustroot",)),
+    ]
+
+
 def test_blob_findings_merge_by_byte_offset() -> None:
     def blob(offset: int, engine: str) -> Finding:
         return Finding(
@@ -98,7 +109,10 @@ def test_malformed_baselines_are_refused(tmp_path: Path, document: object, messa
 
 
 def test_baseline_accepts_a_merged_finding_by_any_of_its_fingerprints(tmp_path: Path) -> None:
-    parts = [_f("flawfinder.strcpy", Severity.INVENTORY, (120,)), _f("cppcheck.x", Severity.HIGH, (788,))]
+    parts = [
+        _f("flawfinder.strcpy", Severity.INVENTORY, (120,), engine="flawfinder"),
+        _f("cppcheck.x", Severity.HIGH, (788,), engine="cppcheck"),
+    ]
     merged = merge_findings(parts)[0]
     baseline = load_baseline(
         _baseline(tmp_path, {"version": 1, "accepted": [{"fingerprint": parts[0].fingerprint(), "reason": "reviewed"}]})
@@ -183,3 +197,40 @@ def test_missing_engines_are_reported_as_skipped_never_silently(tmp_path: Path) 
     assert [(g.location.path, g.location.byte_offset, g.location.byte_length) for g in gap] == [
         (image.as_posix(), 0, 1000)
     ]
+
+
+def test_cli_vuln_db_and_sbom_through_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trustroot.cli.main import main
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "bin" / "busybox").write_bytes(b"\x00" * 64 + b"BusyBox v1.19.4 \x00" + b"\x00" * 64)
+    osv = tmp_path / "osv.json"
+    osv.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "BB-1",
+                    "summary": "s",
+                    "affected": [
+                        {
+                            "package": {"name": "busybox"},
+                            "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.30"}]}],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    sbom = tmp_path / "sbom.json"
+    args = ["scan", str(rootfs), "--engine", "trustroot", "--no-evidence", "--format", "json"]
+    code = main([*args, "--vuln-db", str(osv), "--sbom", str(sbom)])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    vulnerable = [f for f in findings if f["rule_id"] == "trustroot.component.vulnerable"]
+    assert code == 1 and vulnerable
+    assert vulnerable[0]["location"]["path"] == f"{rootfs.as_posix()}/bin/busybox"
+    document = json.loads(sbom.read_text())
+    assert [c["name"] for c in document["components"]] == ["busybox"]
+    assert document["vulnerabilities"][0]["id"] == "BB-1"
+    osv.write_text("{not json")
+    assert main([*args, "--vuln-db", str(osv)]) == 2

@@ -109,6 +109,15 @@ def scan(
     misra: Annotated[
         bool | None, typer.Option("--misra/--no-misra", help="cppcheck's MISRA C addon (default: context).")
     ] = None,
+    vuln_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--vuln-db", metavar="PATH", help="OSV-format vulnerability data (file or directory; local only)."
+        ),
+    ] = None,
+    sbom_file: Annotated[
+        Path | None, typer.Option("--sbom", metavar="FILE", help="Write a CycloneDX SBOM of the components found.")
+    ] = None,
     no_evidence: Annotated[
         bool, typer.Option("--no-evidence", help="Do not record the scan in the product's evidence.")
     ] = False,
@@ -123,6 +132,9 @@ def scan(
     2 unusable input. Inside a product the SARIF copy goes to .trustroot/scans/ and each target gets
     a scan.completed evidence record.
 
+    --vuln-db matches the component versions found against a local OSV data set (the gate never
+    downloads); --sbom writes a CycloneDX SBOM of them.
+
     Example: trustroot scan firmware/src build/rootfs.tar.gz --format sarif --out scan.sarif
     """
     from trustroot.errors import UsageError
@@ -135,7 +147,8 @@ def scan(
         return _print_engines(quiet, json_)
     if not paths:
         raise UsageError("trustroot scan: give at least one PATH (or --engines)")
-    return _run(paths, fmt, out_file, fail_on, baseline, only, misra, no_evidence, context, quiet)
+    extra = {"vuln_db": vuln_db, "sbom_file": sbom_file}
+    return _run(paths, fmt, out_file, fail_on, baseline, only, misra, no_evidence, context, quiet, **extra)
 
 
 def _run(
@@ -149,6 +162,9 @@ def _run(
     no_evidence: bool,
     context: Path | None,
     quiet: bool,
+    *,
+    vuln_db: Path | None = None,
+    sbom_file: Path | None = None,
 ) -> int:
     from rich.console import Console
 
@@ -176,6 +192,7 @@ def _run(
         fail_on=Severity(level),
         baseline=load_baseline(baseline_path) if baseline_path is not None else None,
         tools_dir=default_tools_dir(),
+        vuln_db=vuln_db,
     )
     show_progress = (not quiet and fmt == "text") or (not quiet and out_file is not None)
     result = _scan_with_progress(request, run_scan, show_progress and fmt != "json")
@@ -186,6 +203,13 @@ def _run(
         output = to_json_text(result).encode("utf-8")
     else:
         output = b""
+    if sbom_file is not None:
+        import json
+
+        from trustroot.scan.checks.components import sbom
+
+        document = sbom(result.components, result.vulnerabilities)
+        atomic_write(sbom_file, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     if out_file is not None:
         atomic_write(out_file, output or _render_plain(to_text(result)).encode("utf-8"))
     if product is not None and not no_evidence:

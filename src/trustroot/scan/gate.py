@@ -24,6 +24,8 @@ from typing import Final, Protocol
 from trustroot.errors import ScanInputError, UsageError
 from trustroot.scan import checks
 from trustroot.scan.baseline import Baseline
+from trustroot.scan.checks.components import Component
+from trustroot.scan.checks.osv import VulnDB, load_osv
 from trustroot.scan.config import DEFAULT_SCAN_LIMITS, ScanLimits
 from trustroot.scan.engines import ENGINE_NAMES, EngineOutcome, RunContext, Tree, run_engines
 from trustroot.scan.engines._base import EngineFailure, run_tool
@@ -77,6 +79,7 @@ class ScanRequest:
     baseline: Baseline | None = None
     limits: ScanLimits = DEFAULT_SCAN_LIMITS
     tools_dir: Path | None = None
+    vuln_db: Path | None = None
     jobs: int = field(default_factory=lambda: max(os.cpu_count() or 1, 1))
 
     def __post_init__(self) -> None:
@@ -116,6 +119,8 @@ class ScanResult:
     started: datetime
     seconds: float
     target_of: dict[int, str] = field(default_factory=dict)
+    components: list[Component] = field(default_factory=list)
+    vulnerabilities: VulnDB | None = None
 
     def counts(self, given: str | None = None) -> dict[str, int]:
         """Active findings per severity (of one target, or all)."""
@@ -158,24 +163,34 @@ def engine_versions(tools_dir: Path | None, names: Sequence[str] = (*ENGINE_NAME
         return dict(zip(names, pool.map(probe, names), strict=True))
 
 
+def _placed_path(path: str, unit: Unit) -> str:
+    """A path reported relative to the unit, as shown: under the unit's display path."""
+    if unit.kind == "blob":
+        return unit.display
+    rel = path.lstrip("/")
+    return rel if unit.display == "." else f"{unit.display}/{rel}"
+
+
 def _place(finding: Finding, unit: Unit) -> Finding:
     """``finding`` (path relative to the unit) moved under the unit's display path."""
     loc = finding.location
-    if unit.kind == "blob":
-        path = unit.display
-    else:
-        rel = loc.path.lstrip("/")
-        path = rel if unit.display == "." else f"{unit.display}/{rel}"
+    path = _placed_path(loc.path, unit)
     container = unit.container if unit.container is not None else loc.container
     return dataclasses.replace(finding, location=dataclasses.replace(loc, path=path, container=container))
 
 
-def _own_checks(unit: Unit) -> EngineOutcome:
+def _own_checks(unit: Unit, db: VulnDB | None, inventory: list[Component]) -> EngineOutcome:
     started = time.monotonic()
+    found_here: list[Component] = []
     try:
-        found = checks.run_tree(unit.path) if unit.kind == "tree" else checks.run_blob(unit.path)
+        if unit.kind == "tree":
+            found = checks.run_tree(unit.path, vuln_db=db, inventory=found_here)
+        else:
+            found = checks.run_blob(unit.path, vuln_db=db, inventory=found_here)
     except Exception as exc:  # noqa: BLE001 - a failing check is reported, never hidden; the other results stand
         return EngineOutcome(OWN_CHECKS, "failed", f"{type(exc).__name__}: {exc}", time.monotonic() - started)
+    for component in found_here:  # placed like the findings: under the unit's display path
+        inventory.append(dataclasses.replace(component, path=_placed_path(component.path, unit)))
     return EngineOutcome(OWN_CHECKS, "ok", "", time.monotonic() - started, list(found))
 
 
@@ -192,7 +207,11 @@ def _combine(into: dict[str, EngineOutcome], outcome: EngineOutcome) -> None:
 
 
 def _scan_unit(
-    unit: Unit, request: ScanRequest, ctx: RunContext, progress: Progress | None
+    unit: Unit,
+    request: ScanRequest,
+    ctx: RunContext,
+    progress: Progress | None,
+    own_checks: tuple[VulnDB | None, list[Component]],
 ) -> tuple[list[Finding], list[EngineOutcome]]:
     tree_engines = [e for e in request.engines if e in ENGINE_NAMES] if unit.kind == "tree" else []
     own = OWN_CHECKS in request.engines
@@ -210,7 +229,7 @@ def _scan_unit(
             tree = Tree.walk(unit.path)
             engines_future = pool.submit(run_engines, tree_engines, tree, ctx, done)
         if own:
-            outcome = _own_checks(unit)
+            outcome = _own_checks(unit, *own_checks)
             done(outcome)
             outcomes.append(outcome)
         if engines_future is not None:
@@ -226,6 +245,8 @@ def run_scan(request: ScanRequest, progress: Progress | None = None) -> ScanResu
     for path in request.paths:
         if not path.exists():
             raise ScanInputError(f"{path}: no such file or directory")
+    database = load_osv(request.vuln_db) if request.vuln_db is not None else None
+    inventory: list[Component] = []
     versions = engine_versions(request.tools_dir, [e for e in request.engines if e != OWN_CHECKS])
     scratch = Path(tempfile.mkdtemp(prefix="trustroot-scan-"))
     try:
@@ -247,7 +268,7 @@ def run_scan(request: ScanRequest, progress: Progress | None = None) -> ScanResu
             if prepared.unblob is not None:
                 outcomes["unblob"] = prepared.unblob
             for unit in prepared.units:
-                found, unit_outcomes = _scan_unit(unit, request, ctx, progress)
+                found, unit_outcomes = _scan_unit(unit, request, ctx, progress, (database, inventory))
                 findings.extend(found)
                 for outcome in unit_outcomes:
                     _combine(outcomes, outcome)
@@ -280,6 +301,8 @@ def run_scan(request: ScanRequest, progress: Progress | None = None) -> ScanResu
         started=started,
         seconds=time.monotonic() - clock,
         target_of=target_of,
+        components=inventory,
+        vulnerabilities=database,
     )
 
 
