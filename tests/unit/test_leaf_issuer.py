@@ -89,3 +89,11 @@ def test_refuses_a_foreign_handle_and_an_issuer_out_of_validity() -> None:
     leaf_handle = LocalHandle(chain.leaf_key, name="leaf")
     with pytest.raises(PKIError, match="'device-F' is not a CA certificate"):
         LeafIssuer(leaf_handle, chain.leaf).issue(key, device_name("x"), validity_days=1, now=NOW)
+
+
+def test_image_key_id_equals_the_key_store_fingerprint() -> None:
+    from trustroot.image._crypto import public_key_fingerprint as image_fingerprint
+    from trustroot.keys._interface import public_key_fingerprint
+
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert image_fingerprint(public) == public_key_fingerprint(public)
