@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from test_pki import ALGORITHMS, NOW, LocalHandle, device_name, make_chain, openssl_verify
 
-from trustroot.errors import PKIError
-from trustroot.keys._interface import Algorithm
+from trustroot.errors import KeyStateError, PKIError
+from trustroot.keys._interface import Algorithm, KeyInfo
 from trustroot.pki import certificates as certs
 from trustroot.pki.leaf_issuer import SELF_CHECK_INTERVAL, LeafIssuer
 
@@ -97,3 +99,28 @@ def test_image_key_id_equals_the_key_store_fingerprint() -> None:
 
     public = ec.generate_private_key(ec.SECP256R1()).public_key()
     assert image_fingerprint(public) == public_key_fingerprint(public)
+
+
+@dataclass
+class _RevokedHandle:
+    """The issuing key as the store hands it out after a revocation: signing refuses."""
+
+    inner: LocalHandle
+
+    @property
+    def info(self) -> KeyInfo:
+        return self.inner.info
+
+    def public_key(self) -> PublicKeyTypes:
+        return self.inner.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        raise KeyStateError(f"key '{self.inner.info.name}' cannot sign: it is revoked")
+
+
+def test_a_revoked_issuing_key_refuses_through_the_one_step_signer() -> None:
+    chain = make_chain(Algorithm.ECDSA_P256, "R")
+    issuer = LeafIssuer(_RevokedHandle(chain.inter_handle), chain.inter)  # type: ignore[arg-type]
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with pytest.raises(KeyStateError, match="'inter-R' cannot sign: it is revoked"):
+        issuer.issue(key, device_name("d"), validity_days=1, now=NOW)
