@@ -20,12 +20,13 @@ from trustroot.errors import UsageError
 from trustroot.keys._interface import Algorithm, KeyHandle, KeyRole
 from trustroot.keys.filestore import FileBackend
 from trustroot.keys.passphrase import fixed_secrets
-from trustroot.pki.certificates import dump_pem_certificate
+from trustroot.pki.certificates import dump_pem_certificate, validate_chain
 from trustroot.product import ISSUING_CA_CERT, ROOT_CA_CERT, open_product
 from trustroot.provision.bundle import (
     MAX_BUNDLE_BYTES,
     OPEN_FAILED,
     BundleError,
+    BundleSealer,
     ContextExcerpt,
     DeviceMaterial,
     bundle_header,
@@ -34,7 +35,13 @@ from trustroot.provision.bundle import (
     open_bundle,
 )
 from trustroot.provision.claim import generate_claim_code
-from trustroot.provision.identity import generate_device_key, issue_device_certificate, private_key_der
+from trustroot.provision.identity import (
+    DeviceCertificateIssuer,
+    device_serial_of,
+    generate_device_key,
+    issue_device_certificate,
+    private_key_der,
+)
 
 SERIAL = "ACMEPL-00000042"
 
@@ -468,3 +475,97 @@ def test_device_certificate_with_an_unknown_key_type(sealed: tuple[DeviceMateria
     pem = odd.public_bytes(serialization.Encoding.PEM).decode()
     with pytest.raises(UsageError, match="the device certificate's key cannot be read"):
         dataclasses.replace(material, chain_pem=(pem, *material.chain_pem[1:]))
+
+
+# ------------------------------------------------------------------------- the batch path (DeviceMaker)
+
+
+def _batch_material(factory: Factory, serial: str, algorithm: str) -> tuple[DeviceMaterial, x509.Certificate]:
+    settings = factory.model.identity.certificate.model_copy(update={"algorithm": algorithm})
+    issuer = DeviceCertificateIssuer(
+        factory.issuing,
+        factory.issuing_cert,
+        model=factory.model.product.model,
+        manufacturer=factory.model.product.manufacturer,
+        settings=settings,
+    )
+    key = generate_device_key(algorithm)
+    cert = issuer.issue(key.public_key(), serial, now=datetime.now(UTC))
+    material = DeviceMaterial.for_new_device(
+        serial=serial,
+        private_key=key,
+        certificate=cert,
+        ca_chain_pem=tuple(dump_pem_certificate(c).decode() for c in (factory.issuing_cert, factory.root_cert)),
+        password="WGOJSDIFP4OEZ6P2",
+        claim_code=generate_claim_code(),
+        service_url=factory.model.communication.service_url,
+        context=context_excerpt(factory.model),
+    )
+    return material, cert
+
+
+@pytest.mark.parametrize("algorithm", ["ecdsa-p256", "ed25519"])
+def test_batch_material_is_what_the_checked_constructor_accepts(factory: Factory, algorithm: str) -> None:
+    material, cert = _batch_material(factory, SERIAL, algorithm)
+    again = DeviceMaterial(  # the full checks (key, chain, serials) accept the batch path's material
+        serial=material.serial,
+        private_key_der=material.private_key_der,
+        chain_pem=material.chain_pem,
+        password=material.password,
+        claim_code=material.claim_code,
+        service_url=material.service_url,
+        context=material.context,
+    )
+    assert again == material
+    assert device_serial_of(cert) == SERIAL
+    single = factory.material(SERIAL, algorithm).certificates()[0]
+    assert cert.subject == single.subject and cert.issuer == single.issuer
+    assert [(e.oid, e.critical) for e in cert.extensions] == [(e.oid, e.critical) for e in single.extensions]
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName) == (
+        single.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    )
+    validate_chain(cert, [factory.issuing_cert], [factory.root_cert], now=datetime.now(UTC), purpose="client_auth")
+    sealer = BundleSealer(factory.station.public_key())
+    assert open_bundle(factory.station, sealer.seal(material)) == material
+
+
+def test_batch_material_refuses_a_certificate_for_another_key(factory: Factory) -> None:
+    material, cert = _batch_material(factory, SERIAL, "ecdsa-p256")
+    with pytest.raises(UsageError, match="the device certificate is not for the device private key"):
+        DeviceMaterial.for_new_device(
+            serial=SERIAL,
+            private_key=generate_device_key("ecdsa-p256"),
+            certificate=cert,
+            ca_chain_pem=material.chain_pem[1:],
+            password=None,
+            claim_code=material.claim_code,
+            service_url=material.service_url,
+            context=material.context,
+        )
+    with pytest.raises(UsageError, match="chain entry 1 is not a PEM certificate"):
+        DeviceMaterial.for_new_device(
+            serial=SERIAL,
+            private_key=material.private_key(),
+            certificate=cert,
+            ca_chain_pem=("not a certificate",),
+            password=None,
+            claim_code=material.claim_code,
+            service_url=material.service_url,
+            context=material.context,
+        )
+    with pytest.raises(UsageError, match="https URL"):
+        DeviceMaterial.for_new_device(
+            serial=SERIAL,
+            private_key=material.private_key(),
+            certificate=cert,
+            ca_chain_pem=material.chain_pem[1:],
+            password=None,
+            claim_code=material.claim_code,
+            service_url="http://plain.example",
+            context=material.context,
+        )
+
+
+def test_sealer_refuses_a_small_order_x25519_key_before_any_device() -> None:
+    with pytest.raises(UsageError, match="small-order point"):
+        BundleSealer(x25519.X25519PublicKey.from_public_bytes(bytes(32)))

@@ -16,6 +16,7 @@ SIG_PURE TLV, is not produced here): a streamed hash is all any algorithm needs.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from trustroot.errors import UsageError
 __all__ = [
     "SigningScheme",
     "mcuboot_key_bytes",
+    "public_key_fingerprint",
     "same_bytes",
     "scheme_for",
     "signature_verifies",
@@ -43,6 +45,15 @@ _HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
+
+
+def public_key_fingerprint(public_key: PublicKeyTypes) -> str:
+    """SHA-256 (hex) of the DER SubjectPublicKeyInfo, as ``trustroot.keys`` names keys (kept equal by a test).
+
+    Here so that signing with a key file does not import the key store's interface.
+    """
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 @dataclass(frozen=True)

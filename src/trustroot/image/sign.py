@@ -255,9 +255,11 @@ def load_key_file(path: str | os.PathLike[str], password: str | bytes | None = N
 def _as_signing_key(key: object) -> SigningKey:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    from trustroot.keys._interface import KeyHandle
+    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey):
+        return key
+    from trustroot.keys._interface import KeyHandle  # only for a handle: a key file's path stays lean
 
-    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey | KeyHandle):
+    if isinstance(key, KeyHandle):
         return key
     raise UsageError(f"a {type(key).__name__.removeprefix('_')} cannot sign MCUboot images")
 
@@ -566,7 +568,7 @@ def _result(
     encrypted: bool,
     sha256: str | None,
 ) -> SignedImage:
-    from trustroot.keys._interface import public_key_fingerprint
+    from trustroot.image._crypto import public_key_fingerprint
 
     signer = made.signer
     return SignedImage(

@@ -197,8 +197,7 @@ class _Candidate:
 
 
 def _candidates(keys: Sequence[PublicKeyTypes]) -> list[_Candidate]:
-    from trustroot.image._crypto import mcuboot_key_bytes
-    from trustroot.keys._interface import public_key_fingerprint
+    from trustroot.image._crypto import mcuboot_key_bytes, public_key_fingerprint
 
     return [_Candidate(key, mcuboot_key_bytes(key), public_key_fingerprint(key)) for key in keys]
 

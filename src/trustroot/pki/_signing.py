@@ -35,11 +35,15 @@ from trustroot.keys._interface import Algorithm, KeyHandle
 __all__ = [
     "certificate_label",
     "check_handle_matches",
+    "hash_for",
     "issuer_algorithm",
     "name_label",
+    "pss_padding",
+    "reassemble",
     "sign_certificate",
     "sign_crl",
     "spki_der",
+    "throwaway_key",
 ]
 
 _RSA_BITS = 3072
@@ -125,6 +129,13 @@ def _reassemble(throwaway_der: bytes, tbs: bytes, signature: bytes) -> bytes:
     if len(children) != 3 or children[0].raw != tbs:  # pragma: no cover - same reason
         raise PKIError("internal error: the builder's output does not have the expected shape")
     return _der.sequence(tbs, children[1].raw, _der.bit_string(signature))
+
+
+#: For batch issuers (:mod:`trustroot.pki.leaf_issuer`) that sign many certificates the same way.
+throwaway_key = _throwaway_key
+hash_for = _hash_for
+pss_padding = _pss
+reassemble = _reassemble
 
 
 def sign_certificate(

@@ -77,17 +77,16 @@ from trustroot.errors import (
 from trustroot.evidence import format_time
 from trustroot.keys._interface import KeyHandle, KeyRole
 from trustroot.product import ISSUING_CA_CERT, ROOT_CA_CERT, Product, open_product
-from trustroot.provision.bundle import DeviceMaterial, context_excerpt, make_bundle
+from trustroot.provision.bundle import BundleSealer, DeviceMaterial, context_excerpt
 from trustroot.provision.claim import claim_code_hash, generate_claim_code
 from trustroot.provision.identity import (
     MAX_CSR_BYTES,
     CsrError,
+    DeviceCertificateIssuer,
     SerialError,
     format_serial,
     generate_device_key,
-    issue_device_certificate,
     parse_serial,
-    private_key_der,
     sign_csr,
     validate_serial,
 )
@@ -214,6 +213,15 @@ class DeviceMaker:
             )
         self.out_dir = out_dir
         self.station_key = station_key
+        self.ca_chain_pem = (self.issuing_pem, self.root_pem)
+        self.certificates = DeviceCertificateIssuer(
+            self.issuing,
+            self.issuing_cert,
+            model=self.model,
+            manufacturer=self.manufacturer,
+            settings=self.settings,
+        )
+        self.sealer = BundleSealer(station_key) if station_key is not None else None
 
     def serial(self, sequence: int) -> str:
         return format_serial(self.prefix, self.digits, sequence)
@@ -249,32 +257,24 @@ class DeviceMaker:
 
     def make(self, sequence: int, now: datetime) -> NewDevice:
         """Flow (b): key, certificate, credentials, sealed bundle written to the output directory."""
-        if self.out_dir is None or self.station_key is None:
+        if self.out_dir is None or self.sealer is None:
             raise UsageError("this device maker has no output directory or station key (flow (a) only)")
         serial = self.serial(sequence)
         key = generate_device_key(self.settings.algorithm)
-        cert = issue_device_certificate(
-            self.issuing,
-            self.issuing_cert,
-            key.public_key(),
-            serial,
-            model=self.model,
-            manufacturer=self.manufacturer,
-            settings=self.settings,
-            now=now,
-        )
+        cert = self.certificates.issue(key.public_key(), serial, now=now)
         password, verifier, claim, claim_hash = self.credentials(serial)
-        material = DeviceMaterial(
+        material = DeviceMaterial.for_new_device(
             serial=serial,
-            private_key_der=private_key_der(key),
-            chain_pem=(cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), self.issuing_pem, self.root_pem),
+            private_key=key,
+            certificate=cert,
+            ca_chain_pem=self.ca_chain_pem,
             password=password,
             claim_code=claim,
             service_url=self.service_url,
             context=self.excerpt,
         )
         name = serial + BUNDLE_SUFFIX
-        _write_bundle(self.out_dir, name, make_bundle(self.station_key, material))
+        _write_bundle(self.out_dir, name, self.sealer.seal(material))
         der = cert.public_bytes(serialization.Encoding.DER)
         return NewDevice(
             sequence=sequence,

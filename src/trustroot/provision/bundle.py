@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -72,6 +73,7 @@ from trustroot.provision.identity import (
     SerialError,
     device_key_algorithm,
     device_serial_of,
+    private_key_der,
     validate_serial,
 )
 
@@ -85,6 +87,7 @@ __all__ = [
     "OPEN_FAILED",
     "BundleError",
     "BundleHeader",
+    "BundleSealer",
     "ContextExcerpt",
     "DeviceMaterial",
     "bundle_header",
@@ -284,6 +287,27 @@ def _load_private_key(der: object) -> DevicePrivateKey:
     return key
 
 
+def _chain_entry(position: int, pem: object) -> x509.Certificate:
+    if not isinstance(pem, str) or len(pem) > _MAX_CERT_PEM_CHARS:
+        raise UsageError(f"device material: chain entry {position} is not a PEM string of at most 16 KiB")
+    try:
+        found = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (ValueError, UnicodeError) as exc:
+        raise UsageError(f"device material: chain entry {position} is not a PEM certificate") from exc
+    if len(found) != 1:
+        raise UsageError(f"device material: chain entry {position} holds {len(found)} certificates, not 1")
+    return found[0]
+
+
+@functools.lru_cache(maxsize=8)
+def _check_ca_chain(ca_chain_pem: tuple[str, ...]) -> None:
+    """The CA part of a chain (after the device certificate): 1 to 3 PEM certificates, parsed once per chain."""
+    if not _MIN_CHAIN - 1 <= len(ca_chain_pem) <= _MAX_CHAIN - 1:
+        raise UsageError(f"device material: the chain must hold {_MIN_CHAIN} to {_MAX_CHAIN} PEM certificates")
+    for position, pem in enumerate(ca_chain_pem, start=1):
+        _chain_entry(position, pem)
+
+
 @dataclass(frozen=True)
 class DeviceMaterial:
     """Everything one device receives in flow (b). Validated on construction; ``repr`` hides the secrets.
@@ -325,6 +349,53 @@ class DeviceMaterial:
             raise UsageError(f"device material: the device certificate: {exc.message}") from exc
         if named != self.serial:
             raise UsageError(f"device material: the device certificate names {named}, not {self.serial}")
+        self._check_texts()
+
+    @classmethod
+    def for_new_device(
+        cls,
+        *,
+        serial: str,
+        private_key: DevicePrivateKey,
+        certificate: x509.Certificate,
+        ca_chain_pem: tuple[str, ...],
+        password: str | None,
+        claim_code: str,
+        service_url: str,
+        context: ContextExcerpt,
+    ) -> DeviceMaterial:
+        """The material of a device a factory batch has just made: the key, and the certificate issued for it.
+
+        Checks what the constructor checks, without parsing again what the caller holds as objects:
+        the certificate must certify ``private_key`` (public keys compared), ``ca_chain_pem`` (the
+        issuing CA, then the root) is parsed once per process and chain, and the certificate names
+        ``serial`` because it was issued for it (:class:`~trustroot.provision.identity.DeviceCertificateIssuer`).
+        """
+        try:
+            validate_serial(serial)
+        except SerialError as exc:
+            raise UsageError(f"device material: {exc.message}") from exc
+        if not isinstance(private_key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            raise UsageError("device material: the device private key must be P-256 or Ed25519")
+        if certificate.public_key() != private_key.public_key():
+            raise UsageError("device material: the device certificate is not for the device private key")
+        _check_ca_chain(ca_chain_pem)
+        material = object.__new__(cls)
+        values = {
+            "serial": serial,
+            "private_key_der": private_key_der(private_key),
+            "chain_pem": (certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"), *ca_chain_pem),
+            "password": password,
+            "claim_code": claim_code,
+            "service_url": service_url,
+            "context": context,
+        }
+        for name, value in values.items():
+            object.__setattr__(material, name, value)
+        material._check_texts()
+        return material
+
+    def _check_texts(self) -> None:
         if self.password is not None:
             _text(self.password, "device material password", _MAX_PASSWORD_CHARS)
         _text(self.claim_code, "device material claim code", _MAX_CLAIM_CHARS)
@@ -344,19 +415,7 @@ class DeviceMaterial:
 
     def certificates(self) -> list[x509.Certificate]:
         """The chain as certificate objects, the device certificate first."""
-        certs: list[x509.Certificate] = []
-        for position, pem in enumerate(self.chain_pem):
-            entry: object = pem
-            if not isinstance(entry, str) or len(entry) > _MAX_CERT_PEM_CHARS:
-                raise UsageError(f"device material: chain entry {position} is not a PEM string of at most 16 KiB")
-            try:
-                found = x509.load_pem_x509_certificates(pem.encode("ascii"))
-            except (ValueError, UnicodeError) as exc:
-                raise UsageError(f"device material: chain entry {position} is not a PEM certificate") from exc
-            if len(found) != 1:
-                raise UsageError(f"device material: chain entry {position} holds {len(found)} certificates, not 1")
-            certs.append(found[0])
-        return certs
+        return [_chain_entry(position, pem) for position, pem in enumerate(self.chain_pem)]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -456,43 +515,63 @@ def _keys(shared: bytes, header: bytes) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
+class BundleSealer:
+    """Seals many devices' material to one station key (the key's type and id worked out once)."""
+
+    def __init__(self, station_public_key: PublicKeyTypes) -> None:
+        if isinstance(station_public_key, ec.EllipticCurvePublicKey) and isinstance(
+            station_public_key.curve, ec.SECP256R1
+        ):
+            self._kem = KEM_P256
+        elif isinstance(station_public_key, x25519.X25519PublicKey):
+            self._kem = KEM_X25519
+            try:  # a small-order point gives an all-zero secret: refused here, before any device
+                x25519.X25519PrivateKey.generate().exchange(station_public_key)
+            except ValueError as exc:
+                raise UsageError("the station's X25519 public key is invalid (a small-order point)") from exc
+        else:
+            raise UsageError("the station key must be a P-256 (ecies-p256) or X25519 (ecies-x25519) public key")
+        self._station = station_public_key
+        self._key_id = station_key_id(station_public_key)
+
+    def _ephemeral(self) -> tuple[bytes, bytes]:
+        """(shared secret, ephemeral public bytes) of a new ephemeral key."""
+        station = self._station
+        if isinstance(station, ec.EllipticCurvePublicKey):
+            ephemeral = ec.generate_private_key(ec.SECP256R1())
+            public = ephemeral.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            return ephemeral.exchange(ec.ECDH(), station), public
+        if not isinstance(station, x25519.X25519PublicKey):  # pragma: no cover - checked in __init__
+            raise UsageError("the station key must be a P-256 or X25519 public key")
+        x_ephemeral = x25519.X25519PrivateKey.generate()
+        try:
+            shared = x_ephemeral.exchange(station)
+        except ValueError as exc:  # pragma: no cover - checked in __init__
+            raise UsageError("the station's X25519 public key is invalid (a small-order point)") from exc
+        return shared, x_ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def seal(self, material: DeviceMaterial) -> bytes:
+        """The bundle of ``material``: a fresh ephemeral key per bundle."""
+        if not isinstance(material, DeviceMaterial):
+            raise UsageError("make_bundle needs a DeviceMaterial")
+        plaintext = json.dumps(material.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        if len(plaintext) > _MAX_PLAINTEXT_BYTES:
+            raise UsageError(f"the device material is larger than the limit of {_MAX_PLAINTEXT_BYTES} bytes")
+        shared, ephemeral_public = self._ephemeral()
+        serial = material.serial.encode("ascii")
+        prefix = BUNDLE_MAGIC + bytes([BUNDLE_VERSION, self._kem, len(serial)])
+        header = prefix + serial + self._key_id + ephemeral_public
+        key, nonce = _keys(shared, header)
+        return header + AESGCM(key).encrypt(nonce, plaintext, header)
+
+
 def make_bundle(station_public_key: PublicKeyTypes, material: DeviceMaterial) -> bytes:
     """Seal ``material`` to the station whose public key is given (P-256 or X25519)."""
     if not isinstance(material, DeviceMaterial):
         raise UsageError("make_bundle needs a DeviceMaterial")
-    ephemeral_public: bytes
-    if isinstance(station_public_key, ec.EllipticCurvePublicKey) and isinstance(station_public_key.curve, ec.SECP256R1):
-        kem = KEM_P256
-        ephemeral = ec.generate_private_key(ec.SECP256R1())
-        shared = ephemeral.exchange(ec.ECDH(), station_public_key)
-        ephemeral_public = ephemeral.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-    elif isinstance(station_public_key, x25519.X25519PublicKey):
-        kem = KEM_X25519
-        x_ephemeral = x25519.X25519PrivateKey.generate()
-        try:
-            shared = x_ephemeral.exchange(station_public_key)
-        except ValueError as exc:
-            raise UsageError("the station's X25519 public key is invalid (a small-order point)") from exc
-        ephemeral_public = x_ephemeral.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-    else:
-        raise UsageError("the station key must be a P-256 (ecies-p256) or X25519 (ecies-x25519) public key")
-    plaintext = json.dumps(material.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    if len(plaintext) > _MAX_PLAINTEXT_BYTES:
-        raise UsageError(f"the device material is larger than the limit of {_MAX_PLAINTEXT_BYTES} bytes")
-    serial = material.serial.encode("ascii")
-    header = (
-        BUNDLE_MAGIC
-        + bytes([BUNDLE_VERSION, kem, len(serial)])
-        + serial
-        + station_key_id(station_public_key)
-        + ephemeral_public
-    )
-    key, nonce = _keys(shared, header)
-    return header + AESGCM(key).encrypt(nonce, plaintext, header)
+    return BundleSealer(station_public_key).seal(material)
 
 
 def _peer(kem: int, ephemeral: bytes) -> PublicKeyTypes:

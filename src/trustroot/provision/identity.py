@@ -54,6 +54,7 @@ from trustroot.context.schema import DeviceCertificate
 from trustroot.errors import CsrError, PKIError, SerialError, UsageError
 from trustroot.keys._interface import KeyHandle
 from trustroot.pki.certificates import NO_WELL_DEFINED_EXPIRATION, NoExpiration, issue_leaf
+from trustroot.pki.leaf_issuer import LeafIssuer
 
 __all__ = [
     "DEFAULT_HARDWARE_TYPE_OID",
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_CSR_BYTES",
     "SERIAL_PATTERN",
     "CsrError",
+    "DeviceCertificateIssuer",
     "DevicePrivateKey",
     "SerialError",
     "build_device_csr",
@@ -94,6 +96,8 @@ SERIAL_PATTERN: Final = re.compile(r"[A-Z0-9][A-Z0-9-]{0,15}[0-9]{4,16}", re.ASC
 _MIN_DIGITS, _MAX_DIGITS = 4, 16
 _MAX_MODEL_CHARS = 64
 _EXTENSION_REQUEST_OID = x509.ObjectIdentifier("1.2.840.113549.1.9.14")
+_HARDWARE_MODULE_NAME = x509.ObjectIdentifier(HARDWARE_MODULE_NAME_OID)
+_CLIENT_AUTH = (ExtendedKeyUsageOID.CLIENT_AUTH,)
 _CSR_SUBJECT_ATTRIBUTES = frozenset(
     {NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME}
 )
@@ -303,6 +307,56 @@ def issue_device_certificate(
         key_usage=("digital_signature",),
         extended_key_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
+
+
+class DeviceCertificateIssuer:
+    """Issues many device certificates (the profile above) under one issuing CA, as a factory batch does.
+
+    The issuer's checks run once (:class:`~trustroot.pki.leaf_issuer.LeafIssuer`: handle matches the
+    certificate, issuer valid at each new ``now``, a sampled signature self-check); the hwType and
+    subject attributes are checked once here. Each certificate is the one :func:`issue_device_certificate`
+    would make for the same arguments.
+    """
+
+    def __init__(
+        self,
+        issuing: KeyHandle,
+        issuing_cert: x509.Certificate,
+        *,
+        model: str,
+        manufacturer: str,
+        settings: DeviceCertificate,
+        hardware_type_oid: str = DEFAULT_HARDWARE_TYPE_OID,
+    ) -> None:
+        _check_oid(hardware_type_oid, "hardware type")
+        device_subject("X0000", model, manufacturer=manufacturer)  # the model's length, once
+        self._leaf = LeafIssuer(issuing, issuing_cert)
+        self._model = model
+        self._manufacturer = manufacturer
+        self._settings = settings
+        self._hw_type = _der.oid(hardware_type_oid)
+        self._validity: int | NoExpiration = (
+            NO_WELL_DEFINED_EXPIRATION if settings.no_expiry else settings.validity_days
+        )
+
+    def issue(self, device_public_key: PublicKeyTypes, serial: str, *, now: datetime) -> x509.Certificate:
+        """The certificate of device ``serial`` for ``device_public_key`` (of the context's algorithm)."""
+        validate_serial(serial)
+        algorithm = device_key_algorithm(device_public_key)
+        if algorithm != self._settings.algorithm:
+            raise PKIError(
+                f"device {serial}: the device key is {algorithm} but the Security Context's "
+                f"[identity.certificate].algorithm is {self._settings.algorithm}"
+            )
+        hmn = _der.sequence(self._hw_type, _der.octet_string(serial.encode("ascii")))
+        return self._leaf.issue(
+            device_public_key,
+            device_subject(serial, self._model, manufacturer=self._manufacturer),
+            validity_days=self._validity,
+            now=now,
+            subject_alt_names=[x509.OtherName(_HARDWARE_MODULE_NAME, hmn)],
+            extended_key_usage=_CLIENT_AUTH,
+        )
 
 
 # --------------------------------------------------------------------------------------------- flow (a)
