@@ -1,7 +1,8 @@
 """Assemble the one ASGI application served by ``trustroot serve``.
 
-The fleet API comes from ``trustroot.fleet.api``; the console joins it in a later capability.
-One OpenAPI document covers every route.
+The fleet API comes from ``trustroot.fleet.api``; the operators' web console
+(``trustroot.web.console``) is mounted beside it under ``/console``. One OpenAPI document covers
+every API route (the console's pages are not part of it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from trustroot import __version__
 from trustroot.fleet.api import routers
 from trustroot.fleet.service import FleetService
+from trustroot.web.console import install_console
 
 __all__ = ["create_app"]
 
@@ -28,4 +30,5 @@ def create_app(service: FleetService) -> FastAPI:
     app.state.fleet = service
     for router in routers():
         app.include_router(router)
+    install_console(app)
     return app

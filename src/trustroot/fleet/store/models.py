@@ -76,6 +76,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "trustroot.fleet.releases.models",
     "trustroot.fleet.operators_models",
     "trustroot.fleet.ownership_models",
+    "trustroot.fleet.console_models",
 )
 
 
