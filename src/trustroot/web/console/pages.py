@@ -187,6 +187,10 @@ async def login(request: Request) -> Response:
             response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
             return response
     elif fields:
+        _log.warning(
+            "console sign-in form refused: %s",
+            "posted from another origin" if not same_origin(request) else "login token missing or stale",
+        )
         error = "Sign-in refused: the form's security token is missing or stale; reload the page."
     return _login_page(request, error, 401)
 

@@ -2,7 +2,8 @@
 
 - Every answer under ``/console`` carries a strict Content-Security-Policy (scripts and styles from the
   service itself only, no inline script, no framing, forms post only to the service), ``nosniff``,
-  ``no-referrer``, HSTS and ``Cache-Control: no-store``.
+  ``Referrer-Policy: same-origin`` (with ``no-referrer`` browsers send ``Origin: null`` on form
+  posts), HSTS and ``Cache-Control: no-store``.
 - The session cookie is ``__Host-trustroot-session``: ``Secure``, ``HttpOnly``, ``SameSite=Strict``,
   ``Path=/`` and no ``Domain`` (the ``__Host-`` prefix makes browsers enforce the last three).
 - Every form that changes something carries the session's CSRF token in a hidden field, compared in
@@ -49,7 +50,7 @@ REPORT_CONTENT_SECURITY_POLICY: Final = (
 )
 _HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"strict-transport-security", b"max-age=31536000"),
     (b"cache-control", b"no-store"),
