@@ -258,7 +258,7 @@ def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_p
     expect(page.locator("#owner")).to_contain_text(owner.id)  # type: ignore[attr-defined]
     page.on("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
     page.click("#delete-owner-data")  # type: ignore[attr-defined]
-    expect(page.locator("#deleted")).to_contain_text("1 rows deleted")  # type: ignore[attr-defined]
+    expect(page.locator("#deleted")).to_contain_text("1 row deleted")  # type: ignore[attr-defined]
     _shot(page, "06-data-deleted")
     with console.service.store.transaction() as session:
         device = session.query(Device).filter(Device.serial == target.serial).one()
