@@ -277,7 +277,7 @@ def releases_page(request: Request) -> Response:
     )
 
 
-@router.get("/rollouts/{rollout_id}.json")
+@router.get("/rollouts/{rollout_id:int}.json")
 def rollout_progress(request: Request, rollout_id: int) -> Response:
     who = _reader("read")(request)
     if isinstance(who, Response):
@@ -303,7 +303,7 @@ async def start_rollout(request: Request) -> Response:
     return RedirectResponse("/console/releases", status_code=303)
 
 
-@router.post("/rollouts/{rollout_id}/{action}")
+@router.post("/rollouts/{rollout_id:int}/{action}")
 async def change_rollout(request: Request, rollout_id: int, action: str) -> Response:
     checked = await _form_for(request, "release")
     if isinstance(checked, Response):
@@ -342,7 +342,7 @@ def alerts_page(request: Request, show_all: Annotated[int, Query(alias="all", ge
     )
 
 
-@router.post("/alerts/{alert_id}/acknowledge")
+@router.post("/alerts/{alert_id:int}/acknowledge")
 async def acknowledge_alert(request: Request, alert_id: int) -> Response:
     checked = await _form_for(request, "device-admin")
     if isinstance(checked, Response):
