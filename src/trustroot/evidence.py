@@ -139,6 +139,7 @@ EVIDENCE_TYPES: Final[Mapping[str, str]] = MappingProxyType(
         "disclosure.changed": "a vulnerability report changed state (triage, fix, advisory)",
         "operator.added": "an operator of the fleet service was given an API token with scopes",
         "operator.revoked": "an operator's API token was revoked",
+        "operator.console_enrolled": "an operator was given a console login (password and TOTP)",
         "ownership.changed": "a device changed owner",
         "data.deleted": "personal data was deleted, with a receipt",
         "device.reset": "a device reported that it wiped its personal data (factory reset or ownership change)",

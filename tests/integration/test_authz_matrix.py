@@ -8,6 +8,9 @@ particular and is not on the public allow-list FAILS here, which is the point. E
     device     under /api/v1/device: a device certificate, the device id never from the path or body
     operator   carries an OperatorDependency: 403 to every other scope, not 401/403 to its own
     owner      carries a dependency named require_owner* (device owners' accounts; their own tests)
+    console    under /console: the web console's pages, behind a signed-in session (a redirect to the
+               sign-in page without one); only CONSOLE_PUBLIC answers without it, and the static
+               assets mounted at /console/static
 
 Most of it runs in process (fast); one request goes through real TLS to a ``trustroot serve``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from service_fixtures import PROXY_SECRET, InProcess, RunningService, in_process
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from trustroot.context.load import load_context
 from trustroot.fleet.auth import DEVICE_PATH_PREFIX, is_device_path
@@ -55,6 +59,11 @@ PUBLIC_OWNER_ONBOARDING: frozenset[tuple[str, str]] = frozenset(
     {("POST", "/api/v1/owners"), ("GET", "/api/v1/ownership/key")}
 )
 PUBLIC_PREFIXES = ("/tuf/",)
+#: Console routes that answer without a session: the sign-in form and its post, sign-out, the bare prefix.
+CONSOLE_PUBLIC: frozenset[tuple[str, str]] = frozenset(
+    {("GET", "/console/login"), ("POST", "/console/login"), ("POST", "/console/logout"), ("GET", "/console")}
+)
+CONSOLE_STATIC = "/console/static"
 #: Names a device route must never take from its path, query or body: the device is its certificate.
 DEVICE_ID_NAMES = frozenset({"device", "device_id", "serial", "device_serial", "id", "fingerprint"})
 
@@ -105,7 +114,9 @@ def flat_routes(routes: list[Any]) -> Iterator[Flat]:
                         candidate.dependant,
                         dict(candidate.param_convertors),
                     )
-        else:  # Mount, WebSocketRoute: none yet; a new kind fails loudly
+        elif isinstance(route, Mount) and route.path == CONSOLE_STATIC:
+            continue  # the console's stylesheet and script (public files; checked in test_console.py)
+        else:  # another Mount, WebSocketRoute: none yet; a new kind fails loudly
             raise TypeError(f"unchecked route type {type(route).__name__}: extend the matrix")
 
 
@@ -114,7 +125,7 @@ def _fill(route: Flat) -> str:
     for name, convertor in route.param_convertors.items():
         kind = type(convertor).__name__
         value = {"IntegerConvertor": "1", "PathConvertor": "x/y"}.get(kind, "VD-0000000000000000")
-        path = path.replace("{" + name + ":path}", value).replace("{" + name + "}", value)
+        path = re.sub(r"\{" + name + r"(:[a-z]+)?\}", value, path)
     return path
 
 
@@ -130,6 +141,8 @@ def endpoints(app: Any) -> list[Endpoint]:
                 owner = any(getattr(c, "__name__", "").startswith("require_owner") for c in calls)
             if _is_public(method, route.path):
                 kind = "public"
+            elif route.path == "/console" or route.path.startswith("/console/"):
+                kind = "console-public" if (method, route.path) in CONSOLE_PUBLIC else "console"
             elif is_device_path(route.path):
                 kind = "device"
             elif scopes:
@@ -165,13 +178,21 @@ def test_every_route_is_classified_and_denies_anonymous_callers(fleet: InProcess
     assert {"public", "device", "operator"} <= kinds
     denied = 0
     for endpoint in table:
-        if endpoint.kind == "public":
+        if endpoint.kind in {"public", "console-public"}:
             continue
         answer = call(fleet, endpoint)
+        if endpoint.kind == "console":
+            # a page or form without a session: sent to the sign-in page (the JSON progress feed: 401)
+            assert answer.status_code in (303, 401), f"{endpoint.method} {endpoint.template}: {answer.status_code}"
+            if answer.status_code == 303:
+                assert answer.headers["location"] == "/console/login", endpoint
+            denied += 1
+            continue
         assert answer.status_code == 401, f"{endpoint.method} {endpoint.template} answered {answer.status_code}"
         assert "www-authenticate" in answer.headers, endpoint
         denied += 1
-    assert denied == sum(1 for e in table if e.kind != "public")
+    assert denied == sum(1 for e in table if e.kind not in {"public", "console-public"})
+    assert {(e.method, e.template) for e in table if e.kind == "console-public"} == CONSOLE_PUBLIC
     # The allow-list itself: only these answer without credentials (the intake takes a real report).
     public = {(e.method, e.template) for e in table if e.kind == "public" and not e.template.startswith("/tuf/")}
     assert PUBLIC <= public <= PUBLIC | PUBLIC_OWNER_ONBOARDING

@@ -268,12 +268,23 @@ def test_doctor_lists_components(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_runs_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--dir", str(target), "--json")
+    code, out, err = run(capsys, "demo", "--dir", str(target), "--devices", "5", "--json")
     assert code == 0, err
-    assert json.loads(out)["evidence_records"] == 11
+    made = json.loads(out)
+    steps = made["steps"]
+    assert [item["version"] for item in steps["firmware"]] == ["1.0.0+0", "1.1.0+0"]
+    assert steps["provisioning"]["devices"] == 5 and steps["fleet"]["imported"] == 5
+    assert [r["version"] for r in steps["fleet"]["releases"]] == ["1.0.0+0", "1.1.0+0"]
+    login = made["console_login"]
+    assert login["name"] == "demo-operator" and len(login["password"]) >= 12 and login["totp_secret"]
+    assert login["password"] not in "".join(p.read_text(errors="ignore") for p in target.rglob("*") if p.is_file()), (
+        "the login's password is never written to disk"
+    )
+    # every step left evidence in one verified chain: the key ceremony, two images, five devices, the batch
+    assert made["evidence_records"] >= 11 + 2 + 5 + 3
     code, _, err = run(capsys, "demo", "--dir", str(target))
     assert code == 1 and "--replace" in err
-    code, _, _ = run(capsys, "demo", "--dir", str(target), "--replace", "--quiet")
+    code, _, _ = run(capsys, "demo", "--dir", str(target), "--replace", "--quiet", "--devices", "2")
     assert code == 0
     other = tmp_path / "precious"
     other.mkdir()

@@ -108,3 +108,78 @@ def revoke(
         view = revoke_operator(service, name, actor=product.actor)
     out.result(f"operator {name} revoked", _data(view))
     return 0
+
+
+def _terminal_qr(text: str) -> str:
+    """``text`` as a QR code drawn with half-block characters (two modules per character cell)."""
+    import qrcode
+
+    code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    code.add_data(text)
+    code.make(fit=True)
+    matrix: list[list[bool]] = code.get_matrix()
+    if len(matrix) % 2:
+        matrix.append([False] * len(matrix[0]))
+    glyph = {(False, False): "█", (True, False): "▄", (False, True): "▀", (True, True): " "}
+    return "\n".join(
+        "".join(glyph[(top, bottom)] for top, bottom in zip(matrix[row], matrix[row + 1], strict=True))
+        for row in range(0, len(matrix), 2)
+    )
+
+
+@command(app, "console-user")
+def console_user(
+    name: Annotated[str, typer.Argument(help="The operator's name (added with --scope if it does not exist).")],
+    scope: Annotated[
+        str | None,
+        typer.Option("--scope", help="Scopes for a new operator: read, release, device-admin, disclosure."),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (else one is generated).")
+    ] = False,
+    context: ContextOpt = None,
+    database: DatabaseOpt = None,
+    quiet: QuietOpt = False,
+    json_: JsonOpt = False,
+) -> int:
+    """Give an operator a web console login: a password and a TOTP second factor (shown ONCE, with a QR code).
+
+    Example: trustroot operator console-user alice --scope read,release
+    """
+    import sys
+
+    from trustroot.fleet.console_users import create_console_user
+
+    out = Output.of(json_flag=json_, quiet=quiet)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    product = open_product_for_cli(context)
+    with product_service(product, database) as service:
+        made = create_console_user(
+            service,
+            name,
+            scope,
+            actor=product.actor,
+            password=password,
+            issuer=f"trustroot {product.context.model.product.name}",
+        )
+    lines = [f"console login for [bold]{made.name}[/bold] ({', '.join(made.scopes)}); shown once, store it now:"]
+    if made.password is not None:
+        lines.append(f"password:    {made.password}")
+    lines.append(f"TOTP secret: {made.totp_secret}  (SHA-1, 6 digits, 30 s)")
+    lines.append(f"TOTP URI:    {made.otpauth_uri}")
+    if made.api_token is not None:
+        lines.append(f"API token:   {made.api_token}")
+    lines.append("Scan this with an authenticator app:")
+    lines.append(_terminal_qr(made.otpauth_uri))
+    out.result(
+        "\n".join(lines),
+        {
+            "name": made.name,
+            "scopes": list(made.scopes),
+            "password": made.password,
+            "totp_secret": made.totp_secret,
+            "otpauth_uri": made.otpauth_uri,
+            "api_token": made.api_token,
+        },
+    )
+    return 0

@@ -1,8 +1,9 @@
 """Assemble the one ASGI application served by ``trustroot serve``.
 
-The fleet API comes from ``trustroot.fleet.api``; the console joins it in a later capability.
-One OpenAPI document covers every route; every error answer has the one documented body
-(:mod:`trustroot.fleet.api.error_body`).
+The fleet API comes from ``trustroot.fleet.api``; the operators' web console
+(``trustroot.web.console``) is mounted beside it under ``/console``. One OpenAPI document covers
+every API route (the console's pages are not part of it); every error answer of the API has the one
+documented body (:mod:`trustroot.fleet.api.error_body`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from trustroot import __version__
 from trustroot.fleet.api import routers
 from trustroot.fleet.api.error_body import document_errors, install_error_handlers
 from trustroot.fleet.service import FleetService
+from trustroot.web.console import install_console
 
 __all__ = ["create_app"]
 
@@ -35,4 +37,5 @@ def create_app(service: FleetService) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     document_errors(app)
+    install_console(app)
     return app

@@ -79,6 +79,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "trustroot.fleet.ownership_models",
     "trustroot.fleet.intake_limit",
     "trustroot.fleet.telemetry_models",
+    "trustroot.fleet.console_models",
 )
 
 
