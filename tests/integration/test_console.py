@@ -20,12 +20,13 @@ from service_fixtures import InProcess, in_process
 from sqlalchemy import select
 
 from trustroot.fleet import totp
+from trustroot.fleet.alerts import list_alerts, raise_alerts
 from trustroot.fleet.console_models import ConsoleLogin
 from trustroot.fleet.console_users import LOCKOUT, MAX_FAILED_ATTEMPTS, create_console_user
 from trustroot.fleet.operators import revoke_operator
 from trustroot.fleet.operators_models import Operator
 from trustroot.fleet.store.audit import audit_log
-from trustroot.fleet.store.models import Alert
+from trustroot.monitor.detect import Finding
 from trustroot.web.console.security import CONTENT_SECURITY_POLICY, LOGIN_COOKIE, SESSION_COOKIE
 
 pytestmark = pytest.mark.integration
@@ -268,28 +269,28 @@ def test_sessions_end_when_idle_signed_out_or_the_operator_is_revoked(app: InPro
 
 
 def test_alert_acknowledged_from_the_console(app: InProcess) -> None:
+    finding = Finding(
+        device=None,
+        kind="fleet_outlier",
+        severity="critical",
+        time=app.now[0].timestamp(),
+        score=12.0,
+        rule="update_failures > 3 sigma of the fleet",
+        evidence={"devices": 12},
+    )
     with app.service.store.transaction() as session:
-        alert = Alert(
-            device_id=None,
-            kind="fleet_outlier",
-            severity="critical",
-            message="12 devices failed update checks",
-            data={"devices": 12},
-            created_at=app.now[0],
-        )
-        session.add(alert)
-        session.flush()
-        alert_id = alert.id
+        (raised,) = raise_alerts(app.service, session, [finding], {}, now=app.now[0])
     browser = signed_in(app)
     page = browser.get("/console/alerts")
-    assert "12 devices failed update checks" in page.text
+    assert "fleet_outlier on the fleet" in page.text and "update_failures" in page.text
     token = browser.csrf("/console/alerts")
-    assert browser.post(f"/console/alerts/{alert_id}/acknowledge", {"csrf": token}).status_code == 303
+    assert browser.post("/console/alerts/999999/acknowledge", {"csrf": token}).status_code == 404
+    assert browser.post(f"/console/alerts/{raised.id}/acknowledge", {"csrf": token}).status_code == 303
     assert "no open alerts" in browser.get("/console/alerts").text
-    with app.service.store.transaction() as session:
-        row = session.get(Alert, alert_id)
-        assert row is not None and row.resolved_at is not None
-        assert row.data is not None and row.data["acknowledged_by"] == "operator:alice"
+    assert "acknowledged" in browser.get("/console/alerts?all=1").text
+    (view,) = [a for a in list_alerts(app.service) if a.id == raised.id]
+    assert view.acknowledged and view.acknowledged_by == "operator:alice"
+    assert any(r.type == "alert.raised" for r in audit_log(app.service).iter_records())
 
 
 def test_enrolment_leaves_evidence_and_never_the_secrets(app: InProcess) -> None:

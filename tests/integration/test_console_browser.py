@@ -38,13 +38,15 @@ from service_fixtures import (
 from service_fixtures import database_url as product_database_url
 
 from trustroot.fleet import totp
+from trustroot.fleet.alerts import raise_alerts
 from trustroot.fleet.config import FleetConfig
 from trustroot.fleet.ownership import claim_device, register_owner, set_claim_code_hash
 from trustroot.fleet.personal_data import store_personal_data
 from trustroot.fleet.releases.models import Release
 from trustroot.fleet.service import FleetService
 from trustroot.fleet.store.db import Store, make_engine
-from trustroot.fleet.store.models import Alert, Device
+from trustroot.fleet.store.models import Device
+from trustroot.monitor.detect import Finding
 from trustroot.provision.claim import claim_code_hash, generate_claim_code
 
 pytestmark = pytest.mark.integration
@@ -229,17 +231,17 @@ def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_p
     _shot(page, "04-rollout-paused")
 
     # an alert, acknowledged
+    finding = Finding(
+        device=None,
+        kind="fleet_outlier",
+        severity="critical",
+        time=datetime.now(UTC).timestamp(),
+        score=float(len(offered)),
+        rule="devices rolled back 1.1.0",
+        evidence={"devices": len(offered)},
+    )
     with console.service.store.transaction() as session:
-        session.add(
-            Alert(
-                device_id=None,
-                kind="fleet_outlier",
-                severity="critical",
-                message=f"{len(offered)} devices rolled back 1.1.0",
-                data={"devices": len(offered)},
-                created_at=datetime.now(UTC),
-            )
-        )
+        raise_alerts(console.service, session, [finding], {}, now=datetime.now(UTC))
     page.click("text=Alerts")  # type: ignore[attr-defined]
     expect(page.locator("#alerts")).to_contain_text("rolled back 1.1.0")  # type: ignore[attr-defined]
     _shot(page, "05-alert")

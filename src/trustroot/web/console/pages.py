@@ -19,17 +19,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
 
 from trustroot.errors import TrustrootError
-from trustroot.fleet import rollouts
+from trustroot.fleet import alerts, rollouts
+from trustroot.fleet.alerts import AlertNotFound
 from trustroot.fleet.console_users import ConsoleLoginRefused, ConsoleSessionView, session_for, sign_in, sign_out
 from trustroot.fleet.disclosures import list_disclosures, overdue
 from trustroot.fleet.ownership import Owner
 from trustroot.fleet.ownership_models import OwnerAccount
 from trustroot.fleet.personal_data import delete_owner_data
 from trustroot.fleet.service import FleetService, get_service
-from trustroot.fleet.store.models import Alert
 from trustroot.web.console import views
 from trustroot.web.console.security import LOGIN_COOKIE, SESSION_COOKIE, FormError, check_csrf, read_form, same_origin
 
@@ -337,7 +336,7 @@ def alerts_page(request: Request, show_all: Annotated[int, Query(alias="all", ge
         request,
         "console/alerts.html",
         who,
-        alerts=views.list_alerts(get_service(request), include_resolved=bool(show_all)),
+        alerts=views.list_alerts(get_service(request), include_acknowledged=bool(show_all)),
         showing_all=bool(show_all),
     )
 
@@ -348,14 +347,10 @@ async def acknowledge_alert(request: Request, alert_id: int) -> Response:
     if isinstance(checked, Response):
         return checked
     who, _ = checked
-    service = get_service(request)
-    with service.store.transaction() as session:
-        alert = session.scalar(select(Alert).where(Alert.id == alert_id))
-        if alert is None:
-            return _refuse(request, who, "no such alert", 404)
-        if alert.resolved_at is None:
-            alert.resolved_at = service.clock()
-            alert.data = {**(alert.data or {}), "acknowledged_by": who.actor}
+    try:
+        alerts.acknowledge(get_service(request), alert_id, who.actor)
+    except AlertNotFound:
+        return _refuse(request, who, "no such alert", 404)
     return RedirectResponse("/console/alerts", status_code=303)
 
 

@@ -11,10 +11,12 @@ from typing import Any, Final
 from cryptography import x509
 from sqlalchemy import func, select
 
+from trustroot.fleet import alerts
+from trustroot.fleet.alerts import AlertView
 from trustroot.fleet.ownership_models import DeviceOwnership
 from trustroot.fleet.releases.models import InstallResult, Release
 from trustroot.fleet.service import FleetService
-from trustroot.fleet.store.models import Alert, AuditRecord, Device, DeviceCommand, DeviceStatus
+from trustroot.fleet.store.models import AuditRecord, Device, DeviceCommand, DeviceStatus
 
 __all__ = [
     "DeviceDetail",
@@ -138,13 +140,10 @@ def device_detail(service: FleetService, serial: str) -> DeviceDetail | None:
     )
 
 
-def list_alerts(service: FleetService, *, include_resolved: bool = False) -> list[tuple[Alert, str | None]]:
-    """Alerts, newest first, with the serial of their device."""
-    query = select(Alert, Device.serial).outerjoin(Device, Device.id == Alert.device_id)
-    if not include_resolved:
-        query = query.where(Alert.resolved_at.is_(None))
-    with service.store.transaction() as session:
-        return list(session.execute(query.order_by(Alert.created_at.desc()).limit(PAGE * 2)))
+def list_alerts(service: FleetService, *, include_acknowledged: bool = False) -> list[AlertView]:
+    """Alerts, newest first (those not yet acknowledged unless ``include_acknowledged``)."""
+    views = alerts.list_alerts(service, limit=PAGE * 4)
+    return views if include_acknowledged else [view for view in views if not view.acknowledged]
 
 
 def latest_assessment(state_dir: Path) -> tuple[Path, dict[str, Any]] | None:
