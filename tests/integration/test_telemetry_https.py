@@ -118,9 +118,9 @@ def test_a_malformed_point_is_422_naming_it(service: RunningService, change: obj
     with service.client(service.device) as client:
         refused = client.post(PATH, json=body)
     assert refused.status_code == 422
-    detail = refused.json()["detail"]
-    assert detail["provision"] == "5.13-1"
-    assert "point 1" in detail["message"] and names in detail["message"]
+    body = refused.json()
+    assert body["error"] == "invalid_request" and body["provision"] == "5.13-1"
+    assert "point 1" in body["message"] and names in body["message"]
 
 
 def test_an_oversized_body_is_413(service: RunningService) -> None:
