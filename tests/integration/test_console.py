@@ -7,6 +7,7 @@ Runs in process (:func:`service_fixtures.in_process`, injected clock); the brows
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-from service_fixtures import InProcess, in_process
+from service_fixtures import InProcess, in_process, open_test_product
 from sqlalchemy import select
 
+from trustroot.compliance.assess import assess
+from trustroot.compliance.outputs import write_assessment
 from trustroot.fleet import totp
 from trustroot.fleet.alerts import list_alerts, raise_alerts
 from trustroot.fleet.console_models import ConsoleLogin
@@ -301,3 +304,36 @@ def test_enrolment_leaves_evidence_and_never_the_secrets(app: InProcess) -> None
     with app.service.store.transaction() as session:
         stored = session.scalars(select(ConsoleLogin)).one()
         assert PASSWORD not in stored.password_hash and stored.password_hash.startswith("scrypt$")
+
+
+def test_the_compliance_page_shows_the_newest_real_assessment(
+    product_dir: Path, sqlite_store: str, tmp_path: Path
+) -> None:
+    with in_process(product_dir, sqlite_store) as running:
+        browser = signed_in(running)
+        assert "No assessment yet" in browser.get("/console/compliance").text
+        product = open_test_product(product_dir)
+        written = write_assessment(
+            product, assess(product, now=product.clock()), out_dir=tmp_path / "assessment", fail_on="mandatory"
+        )
+        page = browser.get("/console/compliance").text
+        guidelines = written.report["guidelines"]
+        assert len(guidelines) >= 10
+        for entry in guidelines:
+            counts = entry["verdicts"]
+            cells = re.search(
+                rf"<tr><td>{entry['number']}\. {re.escape(html.escape(entry['title']))}</td>(.*?)</tr>", page, re.S
+            )
+            assert cells is not None, entry["title"]
+            shown = [int(n) for n in re.findall(r">(\d+)</td>", cells.group(1))]
+            assert shown == [
+                counts["pass"],
+                counts["fail"],
+                counts["declared"],
+                counts["not_applicable"],
+                counts["inconclusive"],
+            ]
+        gate = written.report["summary"]["gate"]
+        assert ("passed" if gate["passed"] else "blocked") in page
+        full = browser.get("/console/compliance/report.html")
+        assert full.status_code == 200 and full.content == (written.out_dir / "report.html").read_bytes()

@@ -44,21 +44,6 @@ _env = Environment(
 )
 templates = Jinja2Templates(env=_env)
 
-_GUIDELINES: Final = {
-    1: "No universal default passwords",
-    2: "Manage reports of vulnerabilities",
-    3: "Keep software updated",
-    4: "Securely store sensitive security parameters",
-    5: "Communicate securely",
-    6: "Minimise exposed attack surfaces",
-    7: "Ensure software integrity",
-    8: "Ensure that personal data is secure",
-    9: "Make systems resilient to outages",
-    10: "Examine system telemetry data",
-    11: "Make it easy for users to delete user data",
-    12: "Make installation and maintenance of devices easy",
-    13: "Validate input data",
-}
 #: The TLS versions the console may set, and those it refuses with the provision they would break.
 _TLS_ALLOWED: Final = ("1.2", "1.3")
 _TLS_REFUSED: Final = ("1.0", "1.1")
@@ -387,7 +372,7 @@ def compliance_page(request: Request) -> Response:
         who,
         assessment=found[1] if found else None,
         folder=found[0].name if found else None,
-        guidelines=_GUIDELINES,
+        rows=views.guideline_rows(found[1]) if found else [],
     )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "DeviceDetail",
     "FleetOverview",
     "device_detail",
+    "guideline_rows",
     "latest_assessment",
     "list_alerts",
     "overview",
@@ -161,3 +162,28 @@ def latest_assessment(state_dir: Path) -> tuple[Path, dict[str, Any]] | None:
             if isinstance(data, dict):
                 return folder, data
     return None
+
+
+#: The verdict columns of the compliance page, in the report's words.
+VERDICT_COLUMNS: Final = ("pass", "fail", "declared", "not_applicable", "inconclusive")
+
+
+def guideline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per guideline of a report.json (its ``guidelines``: number, title, verdict counts).
+
+    A malformed entry is skipped, not guessed: the page shows what the report says or nothing.
+    """
+    entries = report.get("guidelines")
+    rows: list[dict[str, Any]] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("verdicts"), dict):
+            continue
+        number, title = entry.get("number"), entry.get("title")
+        if not isinstance(number, int) or not isinstance(title, str):
+            continue
+        counts = {v: n for v, n in entry["verdicts"].items() if isinstance(n, int) and n >= 0}
+        row: dict[str, Any] = {"number": number, "title": title[:200]}
+        row.update({column: counts.get(column, 0) for column in VERDICT_COLUMNS})
+        row["total"] = sum(counts.values())
+        rows.append(row)
+    return rows
