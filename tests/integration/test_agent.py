@@ -28,8 +28,8 @@ from trustroot.agent.device import AgentDevice, enroll
 from trustroot.agent.queue import TelemetryQueue
 from trustroot.agent.slots import Slots
 from trustroot.agent.state import AgentState
-from trustroot.cli.simulate_cmd import InProcessFleetAdmin
 from trustroot.errors import AgentError
+from trustroot.fleet.inprocess_admin import InProcessFleetAdmin
 from trustroot.fleet.service import product_service
 from trustroot.fleet.store.audit import audit_log
 from trustroot.product import Product

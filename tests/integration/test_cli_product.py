@@ -266,25 +266,51 @@ def test_doctor_lists_components(capsys: pytest.CaptureFixture[str]) -> None:
     assert code in (0, 1)
 
 
-def test_demo_runs_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_the_whole_life_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--dir", str(target), "--devices", "5", "--json")
+    code, out, err = run(capsys, "demo", "--dir", str(target), "--devices", "60", "--time-scale", "12", "--json")
     assert code == 0, err
     made = json.loads(out)
     steps = made["steps"]
     assert [item["version"] for item in steps["firmware"]] == ["1.0.0+0", "1.1.0+0"]
-    assert steps["provisioning"]["devices"] == 5 and steps["fleet"]["imported"] == 5
+    assert steps["provisioning"]["devices"] == 60 and steps["fleet"]["imported"] == 60
     assert [r["version"] for r in steps["fleet"]["releases"]] == ["1.0.0+0", "1.1.0+0"]
+    # the fleet run: real agents against `trustroot serve`, on the product's own store
+    sim = steps["simulation"]
+    figures = sim["figures"]
+    assert figures["scenario"] == "life" and figures["devices"] == 60 and figures["lost_messages"] == 0
+    # a fifth of the devices fail 1.1.0's health check: once 20 were offered (the rollout's minimum sample)
+    # the service pauses the rollout by itself
+    assert sim["rollout"]["state"] == "paused" and "failed install" in sim["rollout"]["reason"], sim["rollout"]
+    assert sim["rollout"]["succeeded"] >= 1, "the devices that passed the health check run 1.1.0"
+    (attacked,) = sim["detections"].values()
+    assert attacked["first_alert_after_s"] is not None, "the compromised device raised an alert"
+    assert figures["false_alarm_rate"] == 0.0
+    assert sim["deletion"] == {
+        "owners": 1,
+        "deleted": 1,
+        "devices_wiped": 1,
+        "reports_linked": 1,
+        "completed_share": 1.0,
+    }
+    # the scan found what the sample tree plants, and was recorded; the assessment read it all
+    assert steps["scan"]["findings"]["high"] >= 1 and Path(steps["scan"]["sarif"]).is_file()
+    assessed = steps["assessment"]
+    report = json.loads((Path(assessed["out"]) / "report.json").read_text())
+    assert report["summary"]["verdicts"] == assessed["verdicts"] and Path(assessed["report_html"]).is_file()
+    assert report["evidence"]["scans"], "the assessment saw the demo's scan"
     login = made["console_login"]
     assert login["name"] == "demo-operator" and len(login["password"]) >= 12 and login["totp_secret"]
     assert login["password"] not in "".join(p.read_text(errors="ignore") for p in target.rglob("*") if p.is_file()), (
         "the login's password is never written to disk"
     )
-    # every step left evidence in one verified chain: the key ceremony, two images, five devices, the batch
-    assert made["evidence_records"] >= 11 + 2 + 5 + 3
+    # every step left evidence in one verified chain: the key ceremony, two images, the devices, the batch
+    assert made["evidence_records"] >= 11 + 2 + 60 + 3
     code, _, err = run(capsys, "demo", "--dir", str(target))
     assert code == 1 and "--replace" in err
-    code, _, _ = run(capsys, "demo", "--dir", str(target), "--replace", "--quiet", "--devices", "2")
+    code, _, _ = run(
+        capsys, "demo", "--dir", str(target), "--replace", "--quiet", "--devices", "2", "--time-scale", "60"
+    )
     assert code == 0
     other = tmp_path / "precious"
     other.mkdir()

@@ -15,7 +15,7 @@ import pytest
 from service_fixtures import copy_product, open_test_product
 
 from trustroot.agent.simulator import SimFleet, SimReport, Simulation, prepare_fleet
-from trustroot.cli.simulate_cmd import InProcessFleetAdmin
+from trustroot.fleet.inprocess_admin import InProcessFleetAdmin
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["service_fixtures"]

@@ -30,7 +30,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +51,7 @@ __all__ = [
     "ProvisionedDevice",
     "ServiceProcess",
     "free_port",
+    "program_devices",
     "provision",
     "publish",
     "scratch_product",
@@ -182,12 +183,10 @@ def provision(
     product: Product, admin: FleetAdmin, count: int, out_dir: Path, factory_image: bytes
 ) -> list[ProvisionedDevice]:
     """Provision ``count`` devices (the real factory flow; module docstring) and enroll them."""
-    from trustroot.image.recipes import product_verification_keys
     from trustroot.keys._interface import public_key_fingerprint
     from trustroot.provision.batch import open_batch, run_batch, station_public_key
-    from trustroot.provision.device_dir import program
     from trustroot.provision.manifest import close_batch
-    from trustroot.provision.tokens import STATION_KEY, authorize_here, production_store
+    from trustroot.provision.tokens import authorize_here, production_store
 
     store = production_store(product)
     bundles = out_dir / "bundles"
@@ -207,9 +206,32 @@ def provision(
     finally:
         store.close()
     admin.import_batch(closed.manifest)
+    devices = program_devices(product, sorted(bundles.glob("*.bundle")), out_dir, factory_image, admin.tuf_root())
+    if len(devices) != count:
+        raise AgentError(f"provisioned {len(devices)} devices, {count} were asked for")
+    return devices
+
+
+def program_devices(
+    product: Product,
+    bundles: Sequence[Path],
+    out_dir: Path,
+    factory_image: bytes,
+    tuf_root: bytes,
+    *,
+    progress: Callable[[], object] | None = None,
+) -> list[ProvisionedDevice]:
+    """Program a device directory from each sealed bundle (``provision program``) and enroll its agent.
+
+    ``out_dir/devices/<bundle name>`` receives each device; ``factory_image`` is the signed image in
+    its slot, ``tuf_root`` the update repository's root it trusts.
+    """
+    from trustroot.image.recipes import product_verification_keys
+    from trustroot.provision.device_dir import program
+    from trustroot.provision.tokens import STATION_KEY
+
     station = product.keys.unlock(STATION_KEY)
     anchor = product.certificate(ROOT_CA_CERT)
-    tuf_root = admin.tuf_root()
     keys_pem = b"".join(
         key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         for key in product_verification_keys(product)
@@ -219,16 +241,15 @@ def provision(
         directory = out_dir / "devices" / bundle.stem
         done = program(bundle.read_bytes(), station, directory, device_secret=DEVICE_SECRET, trust_anchor=anchor)
         enroll(directory, tuf_root=tuf_root, image_keys_pem=keys_pem, factory_image=factory_image)
+        if progress is not None:
+            progress()
         return ProvisionedDevice(serial=done.serial, directory=directory, claim_code=done.label.claim_code)
 
     # the stations of a line work in parallel; here mostly waiting for fsync, which releases the GIL
     # (a key on a PKCS#11 token is used from one thread only: its sessions are not shared)
     workers = _PROGRAMMERS if station.info.backend == "file" else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        devices = list(pool.map(one, sorted(bundles.glob("*.bundle"))))
-    if len(devices) != count:
-        raise AgentError(f"provisioned {len(devices)} devices, {count} were asked for")
-    return devices
+        return list(pool.map(one, bundles))
 
 
 def free_port() -> int:
@@ -241,8 +262,18 @@ def free_port() -> int:
 class ServiceProcess:
     """``trustroot serve`` for the scratch product, as a separate process on a fixed loopback port."""
 
-    def __init__(self, product: Product, log_dir: Path, *, port: int | None = None, max_inflight: int = 64) -> None:
+    def __init__(
+        self,
+        product: Product,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        max_inflight: int = 64,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.product = product
+        #: Added to the environment of ``trustroot serve`` (e.g. the passphrases of a product made here).
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.log_dir = log_dir
         self.max_inflight = max_inflight
@@ -290,7 +321,7 @@ class ServiceProcess:
                 ],
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                env=dict(os.environ),
+                env={**os.environ, **self.env},
                 cwd=self.product.context.path.parent,
             )
         deadline = time.monotonic() + _START_TIMEOUT_S

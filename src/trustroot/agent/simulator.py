@@ -11,6 +11,9 @@ Scenarios (simulated seconds; the clock runs K times faster than the wall, K = `
                  alerts are read back from GET /api/v1/alerts
     deletion     owners claim a quarter of the devices, store personal data, then delete it; each device
                  gets the factory reset at its next check-in, wipes, and reports (signed receipts)
+    life         the demo's story in one run: the fleet boots, a staged rollout starts (a fifth of the
+                 devices fail the new image's health check), one device is compromised from 60 s and
+                 one owner deletes their data at 90 s; it lasts until that device's next check-in
 
 Figures (:class:`SimReport`; the issue's definitions)::
 
@@ -37,7 +40,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -106,14 +109,32 @@ class Plan:
     failing_share: float = 0.30
     delete_at_s: float | None = None
     owned_share: float = 0.25
+    #: A rollout of a new release starts with the run (the rollout scenario; the life one).
+    rollout: bool = False
+    #: Exactly this many devices attacked / owned (instead of the shares), when set.
+    attacked_count: int | None = None
+    owned_count: int | None = None
 
 
 SCENARIOS: Final[dict[str, Plan]] = {
     "steady": Plan("steady", duration_s=300, telemetry_interval_s=60),
     "outage": Plan("outage", duration_s=540, telemetry_interval_s=60, outage_at_s=300, outage_s=120),
-    "rollout": Plan("rollout", duration_s=300, telemetry_interval_s=300),
+    "rollout": Plan("rollout", duration_s=300, telemetry_interval_s=300, rollout=True),
     "compromised": Plan("compromised", duration_s=150, telemetry_interval_s=30, attack_at_s=60, attack_spread_s=20),
     "deletion": Plan("deletion", duration_s=4500, telemetry_interval_s=600, telemetry=False, delete_at_s=120),
+    "life": Plan(
+        "life",
+        duration_s=240,
+        telemetry_interval_s=30,
+        boot_spread_s=30,
+        attack_at_s=60,
+        attack_spread_s=10,
+        attacked_count=1,
+        failing_share=0.20,
+        delete_at_s=90,
+        owned_count=1,
+        rollout=True,
+    ),
 }
 
 
@@ -263,7 +284,11 @@ class Simulation:
         workdir: Path | None = None,
         progress: Callable[[str], None] | None = None,
         admin: Callable[[Product], sim_fleet.FleetAdmin] = sim_fleet.CliFleetAdmin,
+        rollout_release: int | None = None,
+        service_env: Mapping[str, str] | None = None,
     ) -> None:
+        """``rollout_release``: roll out this published release instead of publishing a new one;
+        ``service_env``: added to the environment of the ``trustroot serve`` the run starts."""
         if scenario not in SCENARIOS:
             raise UsageError(f"--scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
         if not 1 <= devices <= MAX_DEVICES:
@@ -283,6 +308,8 @@ class Simulation:
         self.progress = progress or (lambda _text: None)
         self.recorder = _Recorder()
         self.admin_for = admin
+        self.rollout_release = rollout_release
+        self.service_env = dict(service_env or {})
         self._ca = ""
 
     # -- set-up -------------------------------------------------------------------------------------
@@ -303,15 +330,15 @@ class Simulation:
     def _run_on(self, fleet: SimFleet) -> SimReport:
         if len(fleet.devices) != self.n:
             raise UsageError(f"the prepared fleet has {len(fleet.devices)} devices, not {self.n}")
-        release_id = None
-        if self.plan.name == "rollout":
+        release_id = self.rollout_release if self.plan.rollout else None
+        if self.plan.rollout and release_id is None:
             fleet.releases += 1
             image = sim_fleet.signed_image(fleet.product, f"1.{fleet.releases}.0", 1 + fleet.releases)
             release_id = sim_fleet.publish(fleet.admin, image, fleet.name, fleet.workdir / "images")
         self._ca = str(fleet.product.pki_dir / ROOT_CA_CERT)
         service = None
         if self.url is None:
-            service = sim_fleet.ServiceProcess(fleet.product, fleet.workdir, max_inflight=256)
+            service = sim_fleet.ServiceProcess(fleet.product, fleet.workdir, max_inflight=256, env=self.service_env)
             service.start()
         url = self.url or (service.url if service else "")
         try:
@@ -332,13 +359,15 @@ class Simulation:
         order = list(range(self.n))
         self.rng.shuffle(order)
         if plan.attack_at_s is not None:
-            count = max(len(ATTACKS), round(self.n * plan.attacked_share))
+            count = plan.attacked_count or max(len(ATTACKS), round(self.n * plan.attacked_share))
             for rank, index in enumerate(order[:count]):
                 start = plan.attack_at_s + self.rng.uniform(0, plan.attack_spread_s)
                 run.attacked[run.devices[index].serial] = (ATTACKS[rank % len(ATTACKS)], start)
         run.failing = {run.devices[i].serial for i in order[: round(self.n * plan.failing_share)]}
         if plan.delete_at_s is not None:
-            run.owned = [run.devices[i] for i in order[: round(self.n * plan.owned_share)]]
+            owners = plan.owned_count or round(self.n * plan.owned_share)
+            # from the order's tail: not the attacked devices (its head) while there are others
+            run.owned = [run.devices[i] for i in order[len(order) - owners :]] if owners > 0 else []
 
     async def _simulate(self, run: _Run, release_id: int | None) -> SimReport:
         plan = self.plan

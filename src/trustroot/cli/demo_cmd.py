@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,7 +29,7 @@ class _Bars:
         self._counted = total is not None
 
     def advance(self, count: int = 1) -> None:
-        if self._task is not None:
+        if self._task is not None and self._counted:
             self._bar.advance(self._task, count)
 
     def _finish(self) -> None:
@@ -65,9 +65,24 @@ def _summary(result: DemoResult) -> list[str]:
             f"  fleet: {fleet['imported']} devices registered; releases "
             + ", ".join(f"{r['version']}" for r in fleet["releases"])
         )
+    if "simulation" in steps:
+        lines += _simulation_lines(steps["simulation"])
+    if "scan" in steps:
+        scan = steps["scan"]
+        counts = ", ".join(f"{n} {severity}" for severity, n in scan["findings"].items() if n)
+        lines.append(f"  scan of the sample firmware tree: {counts or 'no findings'}; SARIF {scan['sarif']}")
     lines.append(
         f"  evidence: {result.evidence_records} records, last signed checkpoint at seq {result.last_signed_seq}"
     )
+    if "assessment" in steps:
+        assessed = steps["assessment"]
+        verdicts = ", ".join(f"{n} {verdict}" for verdict, n in assessed["verdicts"].items() if n)
+        gate = assessed["gate"]
+        state = "passed" if gate["passed"] else f"blocked by {', '.join(gate['blocking'])}"
+        lines += [
+            f"  EN 303 645 V2.1.1: {verdicts}; release gate {state}",
+            f"[green]report:[/green] {assessed['report_html']}",
+        ]
     if result.console_login:
         login = result.console_login
         lines += [
@@ -84,10 +99,45 @@ def _summary(result: DemoResult) -> list[str]:
     return lines
 
 
+def _simulation_lines(sim: dict[str, Any]) -> list[str]:
+    figures = sim["figures"]
+    lines = [
+        f"  fleet run: {sim['devices']} agents, {figures['simulated_s']:g} s simulated in {figures['wall_s']:g} s, "
+        f"{figures['requests']} requests, {figures['lost_messages']} telemetry records lost"
+    ]
+    rollout = sim.get("rollout") or {}
+    if rollout:
+        reason = f" ({rollout['reason']})" if rollout.get("reason") else ""
+        lines.append(
+            f"  rollout of 1.1.0: {rollout.get('state')}{reason}; {rollout.get('succeeded')} installed, "
+            f"{rollout.get('failed')} rolled back"
+        )
+    if figures.get("detection_rate") is not None:
+        latency = figures.get("detection_latency_s")
+        lines.append(
+            f"  compromised device detected: {figures['detection_rate']:.0%}"
+            + (f" after {latency:g} s" if latency is not None else "")
+            + f"; false alarms {figures['false_alarm_rate']:.1%}"
+        )
+    deletion = sim.get("deletion") or {}
+    if deletion:
+        lines.append(
+            f"  owner data deletion: {deletion.get('deleted')} deleted in the service, "
+            f"{deletion.get('devices_wiped')} device(s) wiped and reported"
+        )
+    return lines
+
+
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Directory of the demo product.")] = Path("demo"),
     replace: Annotated[bool, typer.Option("--replace", help="Start an earlier demo in --dir afresh.")] = False,
     devices: Annotated[int, typer.Option("--devices", min=1, max=10_000, help="Devices to provision.")] = 200,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(
+            "--time-scale", min=1.0, max=500.0, help="Simulated seconds per wall second of the fleet run (default 8)."
+        ),
+    ] = None,
     context: Annotated[Path | None, typer.Option("--context", hidden=True)] = None,
     quiet: QuietOpt = False,
     json_: JsonOpt = False,
@@ -112,7 +162,7 @@ def demo(
         disable=out.json or quiet,
     ) as bar:
         bars = _Bars(bar)
-        result = run_demo(directory, replace=replace, progress=bars, devices=devices)
+        result = run_demo(directory, replace=replace, progress=bars, devices=devices, time_scale=time_scale)
         bars.close()
     errors = [f for f in result.findings if f.severity == "error"]
     out.result(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import secrets
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -14,54 +11,19 @@ import typer
 from trustroot.cli._common import ContextOpt, JsonOpt, Output, QuietOpt, open_product_for_cli
 
 if TYPE_CHECKING:
-    from trustroot.product import Product
+    pass
 
-__all__ = ["InProcessFleetAdmin", "simulate"]
-
-
-@dataclass(frozen=True)
-class InProcessFleetAdmin:
-    """The simulator's fleet-side operations in this process (the CLI layer may use the fleet's code)."""
-
-    product: Product
-
-    def publish(self, image: Path, name: str) -> int:
-        from trustroot.fleet.releases.publish import publish_release
-        from trustroot.fleet.service import product_service
-
-        channel = self.product.context.model.update.channels[0]
-        with product_service(self.product, None) as service:
-            return publish_release(self.product, image, channel=channel, store=service.store, name=name).release.id
-
-    def import_batch(self, manifest: Path) -> None:
-        from trustroot._fsutil import read_bounded
-        from trustroot.fleet.devices import import_batch
-        from trustroot.fleet.service import product_service
-        from trustroot.provision.manifest import MAX_MANIFEST_BYTES
-
-        data = read_bounded(manifest, MAX_MANIFEST_BYTES, what="batch manifest")
-        with product_service(self.product, None) as service:
-            import_batch(service, data, actor=self.product.actor, source=str(manifest))
-
-    def operator_token(self, scopes: str) -> str:
-        from trustroot.fleet.operators import add_operator
-        from trustroot.fleet.service import product_service
-
-        with product_service(self.product, None) as service:
-            name = f"simulator-{secrets.token_hex(4)}"
-            return add_operator(service, name, scopes, actor=self.product.actor).token
-
-    def tuf_root(self) -> bytes:
-        from trustroot.fleet.releases.publish import open_repository
-
-        repo, _ = open_repository(self.product)
-        return repo.root_bytes()
+__all__ = ["simulate"]
 
 
 def simulate(
     devices: Annotated[int, typer.Option("--devices", min=1, max=10_000, help="How many devices.")] = 200,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="steady, rollout, outage, compromised or deletion.")
+        str,
+        typer.Option(
+            "--scenario",
+            help="steady, rollout, outage, compromised, deletion or life (all of it, as the demo runs it).",
+        ),
     ] = "steady",
     time_scale: Annotated[
         float | None,
@@ -86,6 +48,7 @@ def simulate(
     Example: trustroot simulate --devices 200 --scenario outage --json
     """
     from trustroot.agent.simulator import Simulation
+    from trustroot.fleet.inprocess_admin import InProcessFleetAdmin
 
     out = Output.of(json_flag=json_, quiet=quiet)
     product = open_product_for_cli(context)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from trustroot.context.lint import Finding, lint
 from trustroot.errors import StateError
 from trustroot.keys.passphrase import ENV_VARS, SecretKind, fixed_secrets
-from trustroot.product import create_product
+from trustroot.product import create_product, open_product
 
 __all__ = ["DEMO_MARKER", "DEMO_OPERATOR", "DemoProgress", "DemoResult", "run_demo"]
 
@@ -90,6 +90,7 @@ def run_demo(
     replace: bool = False,
     progress: DemoProgress | None = None,
     devices: int = DEMO_DEVICES,
+    time_scale: float | None = None,
     on_secrets: Callable[[dict[str, str]], None] | None = None,
 ) -> DemoResult:
     """Run the demo in ``directory`` (refused if it holds anything but an earlier demo)."""
@@ -104,6 +105,8 @@ def run_demo(
     report.step("create the product and its root of trust")
     product = create_product(directory, "Acme Plug", secrets=source)
     (directory / DEMO_MARKER).write_text("made by trustroot demo; --replace may remove this directory\n")
+    life.configure(product)
+    product = open_product(product.context.path, secrets=source)
     findings = lint(product.context, today=datetime.now(UTC).date())
     result = DemoResult(
         directory=directory,
@@ -111,7 +114,7 @@ def run_demo(
         keys=[k.name for k in product.keys.list()],
         generated_secrets=generated,
     )
-    life.run(product, result, report, devices=devices)
+    life.run(product, result, report, devices=devices, time_scale=time_scale or life.DEMO_TIME_SCALE)
     verified = product.evidence.verify(product.evidence_public_keys())
     result.evidence_records = verified.records
     result.last_signed_seq = verified.last_signed_seq

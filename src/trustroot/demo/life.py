@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from trustroot._fsutil import atomic_write
 
@@ -11,10 +13,25 @@ if TYPE_CHECKING:
     from trustroot.demo import DemoProgress, DemoResult
     from trustroot.product import Product
 
-__all__ = ["FACTORY", "run"]
+__all__ = ["DEMO_TIME_SCALE", "FACTORY", "configure", "run"]
 
 FACTORY = "demo-factory-1"
 FIRMWARE = (("1.0.0", 1), ("1.1.0", 2))
+#: Simulated seconds per wall second of the demo's fleet run (about 290 s simulated: 36 s of wall time).
+DEMO_TIME_SCALE: Final = 8.0
+#: The demo's edits of the new product's context: its devices check in every two minutes (the
+#: template says an hour) so that one short run shows a deletion reaching the device.
+CONTEXT_EDITS: Final = (("update.checkin_interval_s", "120"), ("update.checkin_jitter_s", "[0, 15]"))
+
+
+def configure(product: Product) -> None:
+    """Apply :data:`CONTEXT_EDITS` and declare where the simulated devices talk (the monitor judges by it)."""
+    from trustroot.agent.sim_behaviour import NORMAL_DESTINATIONS
+    from trustroot.context.edit import set_key
+
+    for key, value in CONTEXT_EDITS:
+        set_key(product.context.path, key, value)
+    set_key(product.context.path, "telemetry.allowed_destinations", json.dumps(list(NORMAL_DESTINATIONS)))
 
 
 def sign_firmware(product: Product, work: Path, report: DemoProgress) -> list[dict[str, Any]]:
@@ -112,7 +129,137 @@ def console_operator(product: Product, name: str, report: DemoProgress) -> dict[
     }
 
 
-def run(product: Product, result: DemoResult, report: DemoProgress, *, devices: int) -> None:
+def simulate_fleet(
+    product: Product,
+    signed: list[dict[str, Any]],
+    factory: dict[str, Any],
+    releases: list[dict[str, Any]],
+    report: DemoProgress,
+    *,
+    service_env: dict[str, str],
+    time_scale: float = DEMO_TIME_SCALE,
+) -> dict[str, Any]:
+    """Program and enroll every device, start ``trustroot serve``, and run the simulator's life scenario.
+
+    The agents are real (mutual TLS, TUF updates into A/B slots, telemetry), as coroutines of this
+    process on an accelerated clock; the service is a separate ``trustroot serve`` on a free loopback
+    port, stopped when the run ends. Its store is the product's own: the console shows the run after.
+    """
+    from trustroot.agent import sim_fleet
+    from trustroot.agent.simulator import SimFleet, Simulation
+    from trustroot.fleet.inprocess_admin import InProcessFleetAdmin
+
+    started = time.monotonic()
+    bundles = sorted(Path(factory["bundles"]).glob("*.bundle"))
+    report.step("program the device directories and enroll their agents", total=len(bundles))
+    admin = InProcessFleetAdmin(product)
+    work = product.root / "simulation"
+    devices = sim_fleet.program_devices(
+        product, bundles, work, Path(signed[0]["path"]).read_bytes(), admin.tuf_root(), progress=report.advance
+    )
+    fleet = SimFleet(
+        product=product,
+        admin=admin,
+        devices=devices,
+        workdir=work,
+        name="demo",
+        token=admin.operator_token("read,release,device-admin"),
+        setup_s=time.monotonic() - started,
+    )
+    report.step(f"start the fleet service; simulate {len(devices)} devices (rollout of 1.1.0, an attack, a deletion)")
+    simulation = Simulation(
+        product,
+        devices=len(devices),
+        scenario="life",
+        time_scale=time_scale,
+        admin=InProcessFleetAdmin,
+        rollout_release=int(releases[-1]["id"]),
+        service_env=service_env,
+    )
+    done = simulation.run(fleet)
+    details = done.details
+    return {
+        "devices": len(devices),
+        "figures": done.figures,
+        "rollout": details.get("rollout"),
+        "installs": details.get("installs"),
+        "detections": details.get("detections"),
+        "deletion": details.get("deletion"),
+        "devices_dir": str(work / "devices"),
+    }
+
+
+class _ScanSteps:
+    """The scanning gate's progress (targets, then engines) as steps of the demo's bar."""
+
+    def __init__(self, report: DemoProgress) -> None:
+        self.report = report
+
+    def add(self, steps: int, label: str) -> None:
+        return None
+
+    def step(self, label: str) -> None:
+        self.report.advance()
+
+
+def scan_sample(product: Product, report: DemoProgress) -> dict[str, Any]:
+    """Scan the sample firmware tree with the context's engines and record it as evidence."""
+    from trustroot.components import default_tools_dir
+    from trustroot.demo.firmware import write_sample_rootfs
+    from trustroot.scan.findings import Severity
+    from trustroot.scan.gate import ScanRequest, run_scan
+    from trustroot.scan.record import record_scan
+    from trustroot.scan.sarif import sarif_bytes
+
+    report.step("scan the sample firmware tree (the scanning gate)")
+    root = write_sample_rootfs(product.root / "sample-rootfs")
+    quality = product.context.model.code_quality
+    request = ScanRequest(
+        paths=(root,),
+        engines=tuple(quality.engines),
+        misra=False,
+        fail_on=Severity(quality.fail_on),
+        baseline=None,
+        tools_dir=default_tools_dir(),
+    )
+    result = run_scan(request, _ScanSteps(report))
+    recorded = record_scan(product, result, sarif_bytes(result))
+    return {
+        "target": str(root),
+        "findings": result.counts(),
+        "failing": len(result.failing),
+        "engines": dict(result.versions),
+        "sarif": str(recorded.sarif_path),
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def assess_product(product: Product, report: DemoProgress) -> dict[str, Any]:
+    """Assess the product against EN 303 645 from its evidence and the fleet's; write every report."""
+    from trustroot.compliance.assess import assess
+    from trustroot.compliance.outputs import write_assessment
+
+    report.step("assess against ETSI EN 303 645 from the evidence")
+    assessment = assess(product, now=product.clock())
+    written = write_assessment(product, assessment, out_dir=product.root / "assessment", fail_on="mandatory")
+    summary = written.report["summary"]
+    return {
+        "out": str(written.out_dir),
+        "report_html": str(written.out_dir / "report.html"),
+        "verdicts": summary["verdicts"],
+        "mandatory": summary["mandatory"],
+        "gate": summary["gate"],
+    }
+
+
+def run(
+    product: Product,
+    result: DemoResult,
+    report: DemoProgress,
+    *,
+    devices: int,
+    time_scale: float = DEMO_TIME_SCALE,
+) -> None:
     """Every step after the product exists, in order; each step's figures go to ``result.steps``."""
     from trustroot.demo import DEMO_OPERATOR
 
@@ -126,3 +273,12 @@ def run(product: Product, result: DemoResult, report: DemoProgress, *, devices: 
         product, Path(factory["manifest"]), [Path(item["path"]) for item in signed], report
     )
     result.console_login = console_operator(product, DEMO_OPERATOR, report)
+    from trustroot.keys.passphrase import ENV_VARS
+
+    service_env = {ENV_VARS[kind]: value for kind, value in result.generated_secrets.items()}  # type: ignore[index]
+    releases = result.steps["fleet"]["releases"]
+    result.steps["simulation"] = simulate_fleet(
+        product, signed, factory, releases, report, service_env=service_env, time_scale=time_scale
+    )
+    result.steps["scan"] = scan_sample(product, report)
+    result.steps["assessment"] = assess_product(product, report)
