@@ -22,7 +22,7 @@ pytest_plugins = ["service_fixtures"]
 
 DEVICES = 200
 #: Time scales for CI: each scenario within about 25 s of wall time at 200 devices.
-SCALE = {"steady": 20.0, "outage": 30.0, "compromised": 6.0, "rollout": 15.0, "deletion": 225.0}
+SCALE = {"steady": 20.0, "outage": 30.0, "compromised": 7.0, "rollout": 15.0, "deletion": 300.0}
 
 
 @pytest.fixture(scope="module")
