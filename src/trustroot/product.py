@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import shutil
 import socket
 from collections.abc import Callable
@@ -36,7 +37,15 @@ from trustroot.keys.store import KeyStore
 from trustroot.pki.certificates import create_root_ca, issue_intermediate_ca
 from trustroot.pki.crl import issue_crl
 
-__all__ = ["Clock", "Product", "ProgressHook", "create_product", "default_actor", "open_product"]
+__all__ = [
+    "Clock",
+    "Product",
+    "ProgressHook",
+    "create_product",
+    "default_actor",
+    "open_product",
+    "record_context_check",
+]
 
 Clock = Callable[[], datetime]
 #: Called with a short description of each step of a long operation (the CLI drives a progress bar).
@@ -58,6 +67,21 @@ def default_actor() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"cli:{user}@{socket.gethostname()}"
+
+
+def record_context_check(path: Path, findings: int, actor: str | None = None) -> bool:
+    """Leave a passing ``context.checked`` record for the context at ``path``, when its product exists.
+
+    Needs no key (the record is signed at the next checkpoint); returns whether a record was written.
+    """
+    state = path.parent / STATE_DIR
+    if not (state / "evidence.jsonl").exists():
+        return False
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    EvidenceLog(state / "evidence.jsonl").append(
+        "context.checked", path.name, {"sha256": digest, "findings": findings, "ok": True}, actor or default_actor()
+    )
+    return True
 
 
 class _EvidenceSigner:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -60,28 +59,10 @@ def check(
         {"path": str(path), "ok": not failing, "findings": [f.as_dict() for f in findings]},
     )
     if not quiet and not failing:
-        _record_check(path, findings)
+        from trustroot.product import record_context_check
+
+        record_context_check(path, len(findings))
     return 1 if failing else 0
-
-
-def _record_check(path: Path, findings: Sequence[object]) -> None:
-    """Leave a context.checked evidence record when the product state exists (best effort, no unlock)."""
-    from trustroot.context.load import STATE_DIR
-    from trustroot.evidence import EvidenceLog
-    from trustroot.product import default_actor
-
-    state = path.parent / STATE_DIR
-    if not (state / "evidence.jsonl").exists():
-        return
-    import hashlib
-
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    EvidenceLog(state / "evidence.jsonl").append(
-        "context.checked",
-        str(path.name),
-        {"sha256": digest, "findings": len(findings), "ok": True},
-        default_actor(),
-    )
 
 
 @command(app, "set")

@@ -70,7 +70,8 @@ def _summary(result: DemoResult) -> list[str]:
     if "scan" in steps:
         scan = steps["scan"]
         counts = ", ".join(f"{n} {severity}" for severity, n in scan["findings"].items() if n)
-        lines.append(f"  scan of the sample firmware tree: {counts or 'no findings'}; SARIF {scan['sarif']}")
+        lines.append(f"  scan of the sample source and firmware trees: {counts or 'no findings'}")
+        lines.append(f"  SARIF: {scan['sarif']}")
     lines.append(
         f"  evidence: {result.evidence_records} records, last signed checkpoint at seq {result.last_signed_seq}"
     )

@@ -48,6 +48,8 @@ class ScanFinding:
     cwe: tuple[int, ...]
     location: str
     message: str
+    #: The scan target (as given to ``trustroot scan``) the finding belongs to; None in older reports.
+    target: str | None = None
 
     @property
     def rank(self) -> int:
@@ -148,6 +150,7 @@ def _parse_sarif(document: Mapping[str, Any]) -> list[ScanFinding]:
                     cwe=tuple(cwe),
                     location=where,
                     message=str((result.get("message") or {}).get("text", ""))[:300],
+                    target=str(props["target"]) if isinstance(props.get("target"), str) else None,
                 )
             )
     return found
@@ -219,7 +222,10 @@ def load_scans(evidence: EvidenceSet, root: Path) -> dict[str, ScanEvidence]:
         out[target.name] = scan
         if latest is None:
             continue
-        scan.report_path, scan.findings, scan.sbom = _read_report(latest, evidence.state_dir, root)
+        scan.report_path, findings, scan.sbom = _read_report(latest, evidence.state_dir, root)
+        # one report may cover several targets: this target's findings are those the report gives it
+        given = latest.data.get("path")
+        scan.findings = [f for f in findings if f.target is None or f.target == given]
         counts = latest.data.get("counts")
         if isinstance(counts, dict):
             scan.counts = {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}

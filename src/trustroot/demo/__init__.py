@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from trustroot.context.lint import Finding, lint
 from trustroot.errors import StateError
 from trustroot.keys.passphrase import ENV_VARS, SecretKind, fixed_secrets
-from trustroot.product import create_product, open_product
+from trustroot.product import create_product, open_product, record_context_check
 
 __all__ = ["DEMO_MARKER", "DEMO_OPERATOR", "DemoProgress", "DemoResult", "run_demo"]
 
@@ -108,6 +108,8 @@ def run_demo(
     life.configure(product)
     product = open_product(product.context.path, secrets=source)
     findings = lint(product.context, today=datetime.now(UTC).date())
+    if not any(f.severity == "error" for f in findings):
+        record_context_check(product.context.path, len(findings), product.actor)
     result = DemoResult(
         directory=directory,
         findings=findings,

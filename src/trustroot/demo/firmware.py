@@ -1,8 +1,9 @@
-"""Sample inputs of the demo: firmware payloads to sign, and a small firmware tree to scan.
+"""Sample inputs of the demo: firmware payloads to sign, and a source tree and firmware tree to scan.
 
 The payloads are deterministic bytes shaped like an application image (a vector table and code-like
-filler); the tree is a root file system of a typical Linux-class plug with a few classic mistakes
-planted, so that the scanning gate has something to report.
+filler); the trees are the application source and the root file system of a typical Linux-class
+plug, each with a few classic mistakes planted, so that the scanning gate and the assessment have
+something to report.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["sample_payload", "write_sample_rootfs"]
+__all__ = ["sample_payload", "write_sample_rootfs", "write_sample_source"]
 
 _PAYLOAD_BYTES = 48 * 1024
 
@@ -50,4 +51,75 @@ def write_sample_rootfs(root: Path) -> Path:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+    return root
+
+
+_SOURCES: dict[str, str] = {
+    "main.c": """#include <stdio.h>
+#include <string.h>
+
+#include "pairing.h"
+
+int main(int argc, char **argv)
+{
+    char name[DEVICE_NAME_MAX + 1];
+    if (argc < 2) {
+        fprintf(stderr, "usage: plugd NAME\\n");
+        return 2;
+    }
+    set_device_name(name, argv[1]);
+    printf("paired as %s\\n", name);
+    return connect_cloud();
+}
+""",
+    "pairing.h": """#ifndef PAIRING_H
+#define PAIRING_H
+
+#define DEVICE_NAME_MAX 32
+
+void set_device_name(char *out, const char *request);
+int connect_cloud(void);
+
+#endif
+""",
+    "pairing.c": """#include <stdio.h>
+#include <string.h>
+
+#include "pairing.h"
+
+/* The name the phone app sends when pairing (at most DEVICE_NAME_MAX bytes, says the protocol). */
+void set_device_name(char *out, const char *request)
+{
+    char name[DEVICE_NAME_MAX + 1];
+    strcpy(name, request); /* planted: the request's length is never checked */
+    snprintf(out, DEVICE_NAME_MAX + 1, "%s", name);
+}
+""",
+    "cloud.c": """#include <openssl/ssl.h>
+
+#include "pairing.h"
+
+/* planted: a fleet-wide credential compiled into every device */
+static const char *CLOUD_PASSWORD = "Acme-Plug-Cloud-2024!";
+
+int connect_cloud(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        return 1;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); /* planted: the server is never authenticated */
+    (void)CLOUD_PASSWORD;
+    SSL_CTX_free(ctx);
+    return 0;
+}
+""",
+}
+
+
+def write_sample_source(root: Path) -> Path:
+    """Write the sample application source under ``root`` (created) and return it."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in _SOURCES.items():
+        (root / name).write_text(text)
     return root

@@ -22,6 +22,11 @@ DEMO_TIME_SCALE: Final = 8.0
 #: The demo's edits of the new product's context: its devices check in every two minutes (the
 #: template says an hour) so that one short run shows a deletion reaching the device.
 CONTEXT_EDITS: Final = (("update.checkin_interval_s", "120"), ("update.checkin_jitter_s", "[0, 15]"))
+#: The demo's scan targets: the template's application source, and the root file system it ships.
+SCAN_TARGETS: Final = (
+    '[{name = "firmware-src", path = "firmware/src", kind = "source"},'
+    ' {name = "rootfs", path = "sample-rootfs", kind = "rootfs"}]'
+)
 
 
 def configure(product: Product) -> None:
@@ -32,6 +37,7 @@ def configure(product: Product) -> None:
     for key, value in CONTEXT_EDITS:
         set_key(product.context.path, key, value)
     set_key(product.context.path, "telemetry.allowed_destinations", json.dumps(list(NORMAL_DESTINATIONS)))
+    set_key(product.context.path, "code_quality.targets", SCAN_TARGETS)
 
 
 def sign_firmware(product: Product, work: Path, report: DemoProgress) -> list[dict[str, Any]]:
@@ -202,20 +208,23 @@ class _ScanSteps:
         self.report.advance()
 
 
-def scan_sample(product: Product, report: DemoProgress) -> dict[str, Any]:
-    """Scan the sample firmware tree with the context's engines and record it as evidence."""
+def scan_samples(product: Product, report: DemoProgress) -> dict[str, Any]:
+    """Scan the sample source and firmware trees (the context's targets) and record them as evidence."""
     from trustroot.components import default_tools_dir
-    from trustroot.demo.firmware import write_sample_rootfs
+    from trustroot.demo.firmware import write_sample_rootfs, write_sample_source
     from trustroot.scan.findings import Severity
     from trustroot.scan.gate import ScanRequest, run_scan
     from trustroot.scan.record import record_scan
     from trustroot.scan.sarif import sarif_bytes
 
-    report.step("scan the sample firmware tree (the scanning gate)")
-    root = write_sample_rootfs(product.root / "sample-rootfs")
+    report.step("scan the sample source and firmware trees (the scanning gate)")
+    targets = (
+        write_sample_source(product.root / "firmware" / "src"),
+        write_sample_rootfs(product.root / "sample-rootfs"),
+    )
     quality = product.context.model.code_quality
     request = ScanRequest(
-        paths=(root,),
+        paths=targets,
         engines=tuple(quality.engines),
         misra=False,
         fail_on=Severity(quality.fail_on),
@@ -225,7 +234,7 @@ def scan_sample(product: Product, report: DemoProgress) -> dict[str, Any]:
     result = run_scan(request, _ScanSteps(report))
     recorded = record_scan(product, result, sarif_bytes(result))
     return {
-        "target": str(root),
+        "targets": {name: str(path) for name, path in zip(recorded.targets, targets, strict=True)},
         "findings": result.counts(),
         "failing": len(result.failing),
         "engines": dict(result.versions),
@@ -280,5 +289,5 @@ def run(
     result.steps["simulation"] = simulate_fleet(
         product, signed, factory, releases, report, service_env=service_env, time_scale=time_scale
     )
-    result.steps["scan"] = scan_sample(product, report)
+    result.steps["scan"] = scan_samples(product, report)
     result.steps["assessment"] = assess_product(product, report)

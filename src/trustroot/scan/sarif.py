@@ -148,7 +148,11 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
                 rules[-1]["helpUri"] = f"https://cwe.mitre.org/data/definitions/{finding.cwe[0]}.html"
         elif float(SECURITY_SEVERITY[finding.severity]) > float(rules[index]["properties"]["security-severity"]):
             rules[index]["properties"]["security-severity"] = SECURITY_SEVERITY[finding.severity]
-        results.append(_result(merged, index, artifacts, reason))
+        entry = _result(merged, index, artifacts, reason)
+        given = result.target_of.get(id(merged))
+        if given is not None:  # which of the scan's targets it belongs to (the assessment splits by it)
+            entry["properties"]["target"] = given
+        results.append(entry)
     extensions = [
         {"name": name, **({"version": version} if version else {})}
         for name, version in sorted(result.versions.items())
