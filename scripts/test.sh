@@ -9,4 +9,5 @@ echo "== ruff format --check"; ruff format --check src tests scripts benchmarks
 echo "== mypy --strict src"; mypy --strict src
 echo "== pytest"
 mkdir -p test-artifacts
-pytest -n 2 --durations=30 "$@"
+# --dist loadgroup: tests marked xdist_group("simulated-fleet") share one worker (timing-sensitive)
+pytest -n 2 --dist loadgroup --durations=30 "$@"

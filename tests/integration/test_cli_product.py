@@ -266,6 +266,7 @@ def test_doctor_lists_components(capsys: pytest.CaptureFixture[str]) -> None:
     assert code in (0, 1)
 
 
+@pytest.mark.xdist_group("simulated-fleet")  # with the simulator's scenarios (tests/integration/test_simulator.py)
 def test_demo_runs_the_whole_life_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "demo"
     code, out, err = run(capsys, "demo", "--dir", str(target), "--devices", "60", "--time-scale", "12", "--json")

@@ -17,7 +17,9 @@ from service_fixtures import copy_product, open_test_product
 from trustroot.agent.simulator import SimFleet, SimReport, Simulation, prepare_fleet
 from trustroot.fleet.inprocess_admin import InProcessFleetAdmin
 
-pytestmark = pytest.mark.integration
+# the scenarios' figures are timings of a fleet on an accelerated clock: they run on one worker,
+# one after the other, never beside the other fleet runs (the demo) that would starve the service
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("simulated-fleet")]
 pytest_plugins = ["service_fixtures"]
 
 DEVICES = 200
