@@ -25,6 +25,18 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_a_path_the_system_refuses_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRUSTROOT_DEBUG", raising=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, err = run(capsys, "init", str(blocker / "acme"), "--product", "Acme Plug", "--quiet")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: Not a directory: ") and str(blocker) in err
+    assert blocker.read_text() == "not a directory"
+
+
 def test_init_then_context_check_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     demo = tmp_path / "demo"
     code, out, err = run(capsys, "init", str(demo), "--product", "Acme Plug", "--quiet")
@@ -318,6 +330,9 @@ def test_demo_runs_the_whole_life_and_replaces_only_a_demo(tmp_path: Path, capsy
     (other / "file.txt").write_text("keep me")
     code, _, err = run(capsys, "demo", "--dir", str(other), "--replace")
     assert code == 1 and "not a trustroot demo" in err
+    assert (other / "file.txt").read_text() == "keep me"
+    code, _, err = run(capsys, "demo", "--dir", str(other / "file.txt"))
+    assert code == 2 and "is a file, not a directory" in err and "Traceback" not in err
     assert (other / "file.txt").read_text() == "keep me"
 
 

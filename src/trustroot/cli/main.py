@@ -10,6 +10,7 @@ the Typer application and everything below it are imported on demand.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,7 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except OSError as error:  # a path the system refused (missing, not permitted, full, read-only)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        sys.stderr.write(render_os_error(error) + "\n")
+        return 2
     return 0
+
+
+#: Set to show the traceback of an operating-system error instead of its one-line message.
+DEBUG_ENV = "TRUSTROOT_DEBUG"
+
+
+def render_os_error(error: OSError) -> str:
+    """One line for an operating-system error that reached the CLI: what failed, on which path."""
+    what = error.strerror or type(error).__name__
+    where = f": {error.filename}" if error.filename else ""
+    if error.filename2:
+        where += f" -> {error.filename2}"
+    return f"error: {what}{where}\n  fix: check the path and its permissions ({DEBUG_ENV}=1 shows the traceback)"
 
 
 def entry() -> None:

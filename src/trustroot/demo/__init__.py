@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trustroot.context.lint import Finding, lint
-from trustroot.errors import StateError
+from trustroot.errors import StateError, UsageError
 from trustroot.keys.passphrase import ENV_VARS, SecretKind, fixed_secrets
 from trustroot.product import create_product, open_product, record_context_check
 
@@ -75,6 +75,8 @@ def _secret(kind: SecretKind, generated: dict[str, str]) -> str:
 
 def _prepare(directory: Path, replace: bool) -> Path:
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--dir {directory}: is a file, not a directory; choose another --dir")
     if directory.exists() and any(directory.iterdir()):
         if not (directory / DEMO_MARKER).exists():
             raise StateError(f"{directory} is not empty and not a trustroot demo; choose another --dir")
