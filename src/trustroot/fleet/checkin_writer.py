@@ -23,11 +23,9 @@ refuses it, 401), or it reports a lower security counter (the full path raises t
 and when it has commands or may get an offer. The full path writes the same values again
 (idempotent). If the batch's transaction fails, every check-in of it takes the full path.
 
-On SQLite, whose one write lock every worker process takes in turn, the writers of all workers
-first queue on an exclusive ``flock`` of ``<database>.checkin-lock`` (:class:`_SqliteWriterLock`):
-a writer that finds SQLite's lock taken would otherwise sleep in SQLite's busy handler (1, 2, 5 ...
-up to 100 ms a try), which made the check-ins' tail latency (docs/benchmarks.md); a ``flock``
-waiter wakes as soon as the lock is released. Other writes of the service keep the busy timeout.
+On SQLite each batch first waits for its turn among the writers of all workers
+(:meth:`trustroot.fleet.store.db.Store.write_turn`, an ``flock``) rather than in SQLite's busy
+handler, which made the check-ins' tail latency (docs/benchmarks.md).
 
 The registration check of the device authentication (status active, the certificate's serial)
 is thus repeated inside the write itself, which is why the middleware may answer check-ins from
@@ -37,14 +35,10 @@ the connection's kept verdict (:data:`trustroot.fleet.auth.REGISTRATION_RECHECKE
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import logging
-import os
 import queue
 import threading
 import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -185,30 +179,6 @@ def write_batch(connection: Connection, writes: list[CheckinWrite]) -> list[bool
     return [complete(found) for found in matched]
 
 
-class _SqliteWriterLock:
-    """An exclusive ``flock`` the check-in writers of every process on one SQLite file queue on."""
-
-    SUFFIX: Final = ".checkin-lock"
-
-    def __init__(self, database: str) -> None:
-        self._fd = os.open(database + self.SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    @staticmethod
-    def for_engine(url_database: str | None, dialect: str) -> _SqliteWriterLock | None:
-        """The lock of a file-backed SQLite store, else None (PostgreSQL, in-memory SQLite)."""
-        if dialect != "sqlite" or not url_database or url_database == ":memory:":
-            return None
-        return _SqliteWriterLock(url_database)
-
-
 class CheckinWriter:
     """The process's check-in writer thread (started at the first check-in; a daemon)."""
 
@@ -218,8 +188,6 @@ class CheckinWriter:
         self._service = service
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        engine = service.store.engine
-        self._sqlite_lock = _SqliteWriterLock.for_engine(engine.url.database, engine.dialect.name)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         #: Transactions committed and check-ins they held (for the benchmark's report).
@@ -255,10 +223,7 @@ class CheckinWriter:
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
-            with (
-                self._sqlite_lock.held() if self._sqlite_lock is not None else contextlib.nullcontext(),
-                self._service.store.engine.begin() as connection,
-            ):
+            with self._service.store.write_turn(), self._service.store.engine.begin() as connection:
                 outcome = write_batch(connection, [job.write for job in batch])
             self.batches += 1
             self.written += len(batch)

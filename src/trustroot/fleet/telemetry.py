@@ -144,7 +144,7 @@ class TelemetryIngest:
         now = self.service.clock()
         results = [IngestResult(serial=b.serial) for b in batches]
         alerts: list[AlertView] = []
-        with self._lock, self.service.store.transaction() as session:
+        with self._lock, self.service.store.write_turn(), self.service.store.transaction() as session:
             connection = session.connection()
             for serial in sorted({b.serial for b in batches}):
                 serialize_writers(connection, lock_key(f"trustroot.monitor.{serial}"))
