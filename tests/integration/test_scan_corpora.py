@@ -3,6 +3,7 @@ and cpio packings, and carved from its raw blob; nothing of medium severity or a
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -33,7 +34,6 @@ SECRETS = ("admin:password", "FactoryWifi2024", "k9!Qw-7zP", "hunter2", "sk_live
 def corpora(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, VulnDB]]:
     base = tmp_path_factory.mktemp("corpora")
     db_file = base / "osv.json"
-    import json
 
     db_file.write_text(json.dumps(OSV_RECORDS))
     yield build_planted(base / "planted"), build_clean(base / "clean"), load_osv(db_file)
@@ -100,3 +100,36 @@ def test_sbom_of_the_planted_tree(corpora: tuple[Path, Path, VulnDB]) -> None:
     names = {(c["name"], c["version"]) for c in doc["components"]}
     assert names == {("busybox", "1.19.4"), ("openssl", "1.0.2k")}
     assert [v["id"] for v in doc["vulnerabilities"]] == ["TEST-BUSYBOX-1"]
+
+
+def test_through_the_cli(corpora: tuple[Path, Path, VulnDB], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real ``trustroot scan`` over the packed corpora: the archive's members keep their CWE and
+    provision under ``<archive>/<member>``, the blob is carved with offsets, the clean twin passes."""
+    from trustroot.cli.main import main
+
+    planted, clean, _db = corpora
+    tar = pack_tar_gz(planted, tmp_path / "planted.tar.gz")
+    blob = pack_blob(planted, tmp_path / "planted.bin")
+    cpio = pack_cpio(clean, tmp_path / "clean.cpio")
+    out = tmp_path / "scan.json"
+    monkeypatch.chdir(tmp_path)  # targets named relative to here are reported under those names
+    osv = tmp_path / "osv.json"
+    osv.write_text(json.dumps(OSV_RECORDS))
+    sbom_file = tmp_path / "sbom.json"
+    argv = ["scan", tar.name, blob.name, "--engine", "trustroot", "--format", "json", "--out", str(out)]
+    assert main([*argv, "--vuln-db", str(osv), "--sbom", str(sbom_file), "--no-evidence", "-q"]) == 1
+    doc = json.loads(out.read_text())
+    got = {(f["rule_id"], cwe, f["location"]["path"]) for f in doc["findings"] for cwe in f["cwe"]}
+    missing = [p for p in PLANTED if (p[0], p[1], f"planted.tar.gz/{p[2]}") not in got]
+    assert not missing, missing
+    bom = json.loads(sbom_file.read_text())
+    assert bom["specVersion"] == "1.5"
+    assert {(c["name"], c["version"]) for c in bom["components"]} == {("busybox", "1.19.4"), ("openssl", "1.0.2k")}
+    assert [v["id"] for v in bom["vulnerabilities"]] == ["TEST-BUSYBOX-1"]
+    carved = {(f["rule_id"], f["location"]["byte_offset"] is not None) for f in doc["findings"]
+              if f["location"]["path"] == "planted.bin"}  # fmt: skip
+    assert ("trustroot.keys.private-key", True) in carved and ("trustroot.passwd.default-password", True) in carved
+    for f in doc["findings"]:
+        for secret in SECRETS:
+            assert secret not in f["snippet"] and secret not in f["message"]
+    assert main(["scan", cpio.name, "--engine", "trustroot", "--no-evidence", "-q", "--fail-on", "medium"]) == 0

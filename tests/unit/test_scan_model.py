@@ -66,6 +66,17 @@ def test_findings_without_cwe_merge_only_with_the_same_rule() -> None:
     assert sorted(len(m.finding.engines) for m in merged) == [1, 2]
 
 
+def test_two_rules_of_one_engine_at_one_place_are_two_defects() -> None:
+    nx = _f("trustroot.elf.no-nx", Severity.MEDIUM, (693,), engine="trustroot", line=0, path="bin/x")
+    pie = _f("trustroot.elf.no-pie", Severity.LOW, (693,), engine="trustroot", line=0, path="bin/x")
+    again = _f("trustroot.elf.no-nx", Severity.MEDIUM, (693,), engine="semgrep", line=0, path="bin/x")
+    merged = merge_findings([nx, pie, again])
+    assert sorted((m.finding.rule_id, tuple(m.finding.engines)) for m in merged) == [
+        ("trustroot.elf.no-nx", ("semgrep", "trustroot")),
+        ("trustroot.elf.no-pie", ("trustroot",)),
+    ]
+
+
 def test_blob_findings_merge_by_byte_offset() -> None:
     def blob(offset: int, engine: str) -> Finding:
         return Finding(
@@ -98,7 +109,10 @@ def test_malformed_baselines_are_refused(tmp_path: Path, document: object, messa
 
 
 def test_baseline_accepts_a_merged_finding_by_any_of_its_fingerprints(tmp_path: Path) -> None:
-    parts = [_f("flawfinder.strcpy", Severity.INVENTORY, (120,)), _f("cppcheck.x", Severity.HIGH, (788,))]
+    parts = [
+        _f("flawfinder.strcpy", Severity.INVENTORY, (120,), engine="flawfinder"),
+        _f("cppcheck.x", Severity.HIGH, (788,), engine="cppcheck"),
+    ]
     merged = merge_findings(parts)[0]
     baseline = load_baseline(
         _baseline(tmp_path, {"version": 1, "accepted": [{"fingerprint": parts[0].fingerprint(), "reason": "reviewed"}]})

@@ -3,7 +3,8 @@
 Two findings are the same defect when they point at the same place (file and line, or blob and
 byte offset) and their CWE ids share a family (:func:`trustroot.scan.cwe.family`: CWE-120 from
 flawfinder and CWE-787 from cppcheck on one ``strcpy`` line); findings without a CWE merge only
-with the same rule at the same place. The merged finding keeps the most severe report's rule,
+with the same rule at the same place, and two different rules of one engine never merge (they
+are two defects). The merged finding keeps the most severe report's rule,
 title and message, the union of CWE ids and provisions, and lists every engine in ``engines``.
 """
 
@@ -39,6 +40,15 @@ def _keys(finding: Finding) -> set[str]:
     return {f"rule:{finding.rule_id}"}
 
 
+def _other_report(into: Merged, other: Finding) -> bool:
+    """Whether ``other`` may be another engine's report of ``into``'s defect.
+
+    Two different rules of one engine at one place are two defects (an ELF file without NX and
+    without PIE; a shadow line with a weak scheme and a cracked default), never one.
+    """
+    return other.rule_id == into.finding.rule_id or not set(other.engines) <= set(into.finding.engines)
+
+
 def _absorb(into: Merged, other: Finding) -> None:
     base = into.finding
     if SEVERITY_ORDER[other.severity] > SEVERITY_ORDER[base.severity]:
@@ -60,7 +70,7 @@ def merge_findings(findings: Iterable[Finding]) -> list[Merged]:
     for finding in findings:
         bucket = groups.setdefault(_place(finding), [])
         keys = _keys(finding)
-        target = next((m for m in bucket if _keys(m.finding) & keys), None)
+        target = next((m for m in bucket if _keys(m.finding) & keys and _other_report(m, finding)), None)
         if target is None:
             copy = Finding(
                 rule_id=finding.rule_id,

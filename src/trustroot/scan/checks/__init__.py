@@ -201,7 +201,7 @@ def run_tree(
         if is_text:
             found.extend(_text_checks(rel, data, _kind(rel, data), c_files))
         found.extend(_key_findings(rel, data, text=is_text))
-        if not (is_text and PurePosixPath(rel).suffix.lower() in _C_EXT):
+        if not is_text or rel.endswith("/status"):  # in text, a version is a mention; opkg/dpkg status is not
             comps.extend(components.find_components(rel, data))
     found.extend(c_credentials.check_c_credentials(c_files))
     found.extend(c_injection.check_c_injection(c_files))

@@ -86,6 +86,7 @@ class CFile:
     bare: str = ""
     string_macros: dict[str, str] = field(default_factory=dict)
     ident_macros: dict[str, str] = field(default_factory=dict)
+    cache: dict[str, object] = field(default_factory=dict)
     functions: list[Function] = field(default_factory=list)
     _newlines: list[int] = field(default_factory=list)
 

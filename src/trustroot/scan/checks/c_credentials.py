@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from trustroot.scan.checks._clex import CFile, Function, first_ident
 from trustroot.scan.checks._common import make, mask, snippet_line
 from trustroot.scan.findings import Finding
 
 __all__ = ["SINKS", "check_c_credentials"]
+
+_T = TypeVar("_T")
 
 PASSWORD: Final = "password"  # noqa: S105 - the name of a sink kind, not a secret
 KEY: Final = "key"
@@ -108,7 +110,9 @@ _STR_LIT: Final = re.compile(r"(\"(?:\\.|[^\"\\\n])*\")")
 class _Summaries:
     sink_params: dict[str, dict[int, tuple[str, str, bool]]] = field(default_factory=dict)
     returns_literal: set[str] = field(default_factory=set)
-    returns_read: set[str] = field(default_factory=set)
+    returns_read: dict[str, str] = field(default_factory=dict)
+    global_literal: set[str] = field(default_factory=set)
+    global_read: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -141,6 +145,36 @@ def _globals(cfile: CFile) -> dict[str, int]:
         if words and _literal_value(m.group(2), cfile):
             found[words[-1]] = m.start()
     return found
+
+
+_DECLARED: Final = re.compile(r"(\w+)\s*(?:\[[^\]]*\]\s*)*(?:=[^;]*)?;")
+
+
+def file_scope_names(cfile: CFile) -> frozenset[str]:
+    """Names declared outside every function (globals, ``extern`` declarations), cached."""
+    cached = cfile.cache.get("globals")
+    if cached is None:
+        outside = list(cfile.bare)
+        for f in cfile.functions:
+            outside[f.start : f.end] = " " * (f.end - f.start)
+        cached = frozenset(m.group(1) for m in _DECLARED.finditer("".join(outside)))
+        cfile.cache["globals"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def _publish_globals(cfile: CFile, st: _State, sums: _Summaries) -> bool:
+    """Record file-scope variables this function fills with a literal or read input. Changed?"""
+    names = file_scope_names(cfile)
+    changed = False
+    for name in st.literal.keys() & names:
+        if name not in sums.global_literal:
+            sums.global_literal.add(name)
+            changed = True
+    for name in st.read.keys() & names:
+        if name not in sums.global_read:
+            sums.global_read[name] = st.read[name]
+            changed = True
+    return changed
 
 
 def _analyse(  # noqa: PLR0912 - one branch per kind of source
@@ -202,15 +236,30 @@ def _flow(st: _State, lhs: str, rhs: str, offset: int, cfile: CFile, sums: _Summ
     if rhs.strip().endswith(")") and called in _ENV_READS:
         st.read.setdefault(lhs, "env")
     elif rhs.strip().endswith(")") and called in sums.returns_read:
-        st.read.setdefault(lhs, "external")
+        st.read.setdefault(lhs, sums.returns_read[called])
     elif rhs.strip().endswith(")") and src in sums.returns_literal:
         st.literal.setdefault(lhs, offset)
-    elif src in st.literal and re.fullmatch(r"\s*(?:\([\w\s\*]+\)\s*)?&?\s*\w+\s*", rhs):
-        st.literal.setdefault(lhs, st.literal[src])
+    elif src in st.literal and _PLAIN_VALUE.fullmatch(rhs):
+        _taint(st.literal, lhs, st.literal[src])
     elif src in st.read:
-        st.read.setdefault(lhs, st.read[src])
-    elif src in st.param and re.fullmatch(r"\s*(?:\([\w\s\*]+\)\s*)?\w+\s*", rhs):
+        _taint(st.read, lhs, st.read[src])
+    elif src in st.param and _PLAIN_VALUE.fullmatch(rhs):
         st.param.setdefault(lhs, st.param[src])
+    elif src in sums.global_literal and _PLAIN_VALUE.fullmatch(rhs):
+        st.literal.setdefault(lhs, offset)
+    elif src in sums.global_read and _PLAIN_VALUE.fullmatch(rhs):
+        st.read.setdefault(lhs, sums.global_read[src])
+
+
+def _taint(into: dict[str, _T], lhs: str, value: _T) -> None:
+    """``lhs`` gets ``value``; a member or element (``s.first``) also taints its whole variable."""
+    into.setdefault(lhs, value)
+    base = re.split(r"\.|->", lhs, maxsplit=1)[0]
+    if base != lhs:
+        into.setdefault(base, value)
+
+
+_PLAIN_VALUE: Final = re.compile(r"\s*(?:\([\w\s\*]+\)\s*)?[\*\(\s&]*\w+(?:\s*\[[^\]]*\]|\s*(?:\.|->)\s*\w+)*[\)\s]*")
 
 
 def _secret_args(rel: str, name: str, args: tuple[str, ...], sums: _Summaries) -> list[tuple[int, str, str, bool]]:
@@ -241,12 +290,16 @@ def _scan_function(  # noqa: PLR0912, PLR0917 - one pass over a function, kept w
     """Analyse one function; update ``sums``; append findings to ``report`` when given. Changed?"""
     st = _analyse(cfile, func, sums, file_literals)
     decrypts = bool(_DECRYPT.search(cfile.code, func.start, func.end))
-    changed = False
+    changed = _publish_globals(cfile, st, sums)
     body = cfile.code[func.start : func.end]
     for m in _RETURN.finditer(body):
         expr = m.group(1)
         if (_literal_value(expr, cfile) or first_ident(expr) in st.literal) and func.name not in sums.returns_literal:
             sums.returns_literal.add(func.name)
+            changed = True
+        kind = st.read.get(first_ident(expr))
+        if kind is not None and func.name not in sums.returns_read:
+            sums.returns_read[func.name] = kind
             changed = True
     hits: list[tuple[int, str, str, str]] = []  # offset, rule, sink, detail
     for call in cfile.calls_in(func):

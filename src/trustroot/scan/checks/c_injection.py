@@ -13,7 +13,14 @@ from typing import Final
 
 from trustroot.scan.checks._clex import CFile, Function, first_ident
 from trustroot.scan.checks._common import make, snippet_line
-from trustroot.scan.checks.c_credentials import _RETURN, _analyse, _globals, _literal_value, _Summaries
+from trustroot.scan.checks.c_credentials import (
+    _RETURN,
+    _analyse,
+    _globals,
+    _literal_value,
+    _publish_globals,
+    _Summaries,
+)
 from trustroot.scan.findings import Finding
 
 __all__ = ["check_c_injection"]
@@ -42,10 +49,11 @@ def _scan(  # noqa: PLR0917
     file_literals: dict[str, int], report: list[Finding] | None,
 ) -> bool:  # fmt: skip
     st = _analyse(cfile, func, sums, file_literals)
-    changed = False
+    changed = _publish_globals(cfile, st, sums)
     for m in _RETURN.finditer(cfile.code, func.start, func.end):
-        if st.read.get(first_ident(m.group(1))) in _EXTERNAL and func.name not in sums.returns_read:
-            sums.returns_read.add(func.name)
+        kind = st.read.get(first_ident(m.group(1)))
+        if kind in _EXTERNAL and func.name not in sums.returns_read:
+            sums.returns_read[func.name] = kind
             changed = True
     seen: set[tuple[int, str]] = set()
     for call in cfile.calls_in(func):

@@ -57,7 +57,7 @@ def _is_literal_secret(key: str, value: str) -> bool:
     if _NOT_SECRET_SUFFIX.search(key):
         return False
     v = value.strip()
-    if not v or _PLACEHOLDER.match(v) or "$" in v or "`" in v:
+    if len(v) < 2 or _PLACEHOLDER.match(v) or "$" in v or "`" in v:
         return False
     if key.lower().endswith("key") and re.fullmatch(r"[\w.-]*\.(?:pem|key|der|crt|p12|pfx)", v):
         return False
@@ -67,13 +67,15 @@ def _is_literal_secret(key: str, value: str) -> bool:
 def _line_findings(
     rel: str, text: str, rule: str, extra: tuple[re.Pattern[str], ...], *, quoted_only: bool = False
 ) -> list[Finding]:
+    # in a script, "word value" is a command with an argument, not a setting
+    forms = _FORMS[1:2] if rule == "credentials.script" else _FORMS
     found: list[Finding] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw if len(raw) <= 4096 else raw[:4096]
         if line.lstrip().startswith(("#", "//", ";", "<!--")):
             continue
         hits: list[tuple[str, str]] = []
-        for form in _FORMS:
+        for form in forms:
             m = form.match(line)
             if m and (m.group("q") or not quoted_only):
                 hits.append((m.group("k"), m.group("v")))

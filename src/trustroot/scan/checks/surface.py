@@ -72,6 +72,7 @@ def check_service_file(rel: str, text: str) -> list[Finding]:
     """Services and debug shells started by one init script, inittab, inetd.conf or unit file."""
     found: list[Finding] = []
     is_inittab = PurePosixPath(rel).name == "inittab"
+    reported: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -86,7 +87,9 @@ def check_service_file(rel: str, text: str) -> list[Finding]:
             continue
         for rule, pattern, message in _SERVICES:
             if pattern.search(body):
-                found.append(make(rule, rel, line=lineno, snippet=snippet_line(line), message=message))
+                if rule not in reported:  # one finding per service kind and file
+                    reported.add(rule)
+                    found.append(make(rule, rel, line=lineno, snippet=snippet_line(line), message=message))
                 break
         if re.search(r"\bdropbear\b[^\n]*\s-[a-zA-Z]*B", body):
             found.append(
