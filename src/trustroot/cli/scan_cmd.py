@@ -194,8 +194,8 @@ def _run(
         tools_dir=default_tools_dir(),
         vuln_db=vuln_db,
     )
-    show_progress = (not quiet and fmt == "text") or (not quiet and out_file is not None)
-    result = _scan_with_progress(request, run_scan, show_progress and fmt != "json")
+    # the bar is drawn on stderr: off with --quiet and --json only
+    result = _scan_with_progress(request, run_scan, not quiet and fmt != "json")
     sarif = sarif_bytes(result)
     if fmt == "sarif":
         output = sarif
@@ -233,6 +233,7 @@ def _scan_with_progress(request: Any, run_scan: Any, show: bool) -> ScanResult:
     if not show:
         result: ScanResult = run_scan(request)
         return result
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -241,7 +242,7 @@ def _scan_with_progress(request: Any, run_scan: Any, show: bool) -> ScanResult:
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
         transient=True,
-        console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True),
+        console=Console(stderr=True),
     ) as progress:
         done: ScanResult = run_scan(request, _RichProgress(progress))
     return done
