@@ -279,7 +279,9 @@ def test_doctor_lists_components(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.xdist_group("simulated-fleet")  # with the simulator's scenarios (tests/integration/test_simulator.py)
-def test_demo_runs_the_whole_life_and_replaces_only_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_the_whole_life_and_replaces_only_a_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "demo"
     code, out, err = run(capsys, "demo", "--dir", str(target), "--devices", "60", "--time-scale", "12", "--json")
     assert code == 0, err
@@ -321,10 +323,15 @@ def test_demo_runs_the_whole_life_and_replaces_only_a_demo(tmp_path: Path, capsy
     assert made["evidence_records"] >= 11 + 2 + 60 + 3
     code, _, err = run(capsys, "demo", "--dir", str(target))
     assert code == 1 and "--replace" in err
-    code, _, _ = run(
-        capsys, "demo", "--dir", str(target), "--replace", "--quiet", "--devices", "2", "--time-scale", "60"
-    )
-    assert code == 0
+    # without passphrases in the environment the demo makes its own: shown once, never on disk
+    monkeypatch.delenv("TRUSTROOT_PASSPHRASE", raising=False)
+    monkeypatch.delenv("TRUSTROOT_ROOT_PASSPHRASE", raising=False)
+    code, out, err = run(capsys, "demo", "--dir", str(target), "--replace", "--devices", "2", "--time-scale", "60")
+    assert code == 0, err
+    made_up = dict(re.findall(r"export (TRUSTROOT_(?:ROOT_)?PASSPHRASE)='([^']+)'", out))
+    assert set(made_up) == {"TRUSTROOT_PASSPHRASE", "TRUSTROOT_ROOT_PASSPHRASE"}, out
+    on_disk = b"".join(p.read_bytes() for p in target.rglob("*") if p.is_file())
+    assert all(len(value) >= 20 and value.encode() not in on_disk for value in made_up.values())
     other = tmp_path / "precious"
     other.mkdir()
     (other / "file.txt").write_text("keep me")

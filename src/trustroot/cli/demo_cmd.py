@@ -94,8 +94,7 @@ def _summary(result: DemoResult) -> list[str]:
         ]
     if result.generated_secrets:
         lines.append("[yellow]passphrases made for this demo, shown once, never stored:[/yellow]")
-        names = {"store": "TRUSTROOT_PASSPHRASE", "root": "TRUSTROOT_ROOT_PASSPHRASE"}
-        lines += [f"  export {names[k]}='{v}'" for k, v in result.generated_secrets.items()]
+        lines += [f"  export {name}='{value}'" for name, value in result.generated_secrets.items()]
     lines.append(f"explore: cd {result.directory} && trustroot fleet devices && trustroot evidence verify")
     return lines
 

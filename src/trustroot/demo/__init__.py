@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +57,8 @@ class DemoResult:
     last_signed_seq: int | None = None
     #: What each step produced, for the summary (JSON-able).
     steps: dict[str, Any] = field(default_factory=dict)
-    #: Passphrases made up for this run (kind -> value); empty when taken from the environment.
+    #: Passphrases made up for this run, by the environment variable that passes them (e.g.
+    #: TRUSTROOT_PASSPHRASE); empty when taken from the environment.
     generated_secrets: dict[str, str] = field(default_factory=dict)
     #: The console login made for the demo operator (name, password, TOTP secret).
     console_login: dict[str, str] = field(default_factory=dict)
@@ -69,7 +69,7 @@ def _secret(kind: SecretKind, generated: dict[str, str]) -> str:
     if value:
         return value
     value = pysecrets.token_urlsafe(18)
-    generated[kind] = value
+    generated[ENV_VARS[kind]] = value
     return value
 
 
@@ -93,7 +93,6 @@ def run_demo(
     progress: DemoProgress | None = None,
     devices: int = DEMO_DEVICES,
     time_scale: float | None = None,
-    on_secrets: Callable[[dict[str, str]], None] | None = None,
 ) -> DemoResult:
     """Run the demo in ``directory`` (refused if it holds anything but an earlier demo)."""
     from trustroot.demo import life
@@ -102,8 +101,6 @@ def run_demo(
     directory = _prepare(directory, replace)
     generated: dict[str, str] = {}
     source = fixed_secrets(_secret("store", generated), _secret("root", generated))
-    if on_secrets is not None and generated:
-        on_secrets(dict(generated))
     report.step("create the product and its root of trust")
     product = create_product(directory, "Acme Plug", secrets=source)
     (directory / DEMO_MARKER).write_text("made by trustroot demo; --replace may remove this directory\n")

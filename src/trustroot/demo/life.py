@@ -282,9 +282,7 @@ def run(
         product, Path(factory["manifest"]), [Path(item["path"]) for item in signed], report
     )
     result.console_login = console_operator(product, DEMO_OPERATOR, report)
-    from trustroot.keys.passphrase import ENV_VARS
-
-    service_env = {ENV_VARS[kind]: value for kind, value in result.generated_secrets.items()}  # type: ignore[index]
+    service_env = dict(result.generated_secrets)  # the service started for the run needs them
     releases = result.steps["fleet"]["releases"]
     result.steps["simulation"] = simulate_fleet(
         product, signed, factory, releases, report, service_env=service_env, time_scale=time_scale
