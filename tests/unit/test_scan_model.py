@@ -234,3 +234,23 @@ def test_cli_vuln_db_and_sbom_through_the_gate(tmp_path: Path, capsys: pytest.Ca
     assert document["vulnerabilities"][0]["id"] == "BB-1"
     osv.write_text("{not json")
     assert main([*args, "--vuln-db", str(osv)]) == 2
+
+
+def test_a_request_takes_what_it_is_not_given_from_the_context() -> None:
+    from trustroot.context.schema import CodeQuality
+    from trustroot.errors import UsageError
+    from trustroot.scan.gate import ALL_ENGINES, request_for
+
+    quality = CodeQuality(engines=["cppcheck", "trustroot"], fail_on="high", misra=True)
+    from_context = request_for([Path("src")], quality)
+    assert (from_context.engines, from_context.fail_on, from_context.misra) == (
+        ("cppcheck", "trustroot"),
+        Severity.HIGH,
+        True,
+    )
+    given = request_for([Path("src")], quality, engines=["semgrep"], fail_on="low", misra=False)
+    assert (given.engines, given.fail_on, given.misra) == (("semgrep",), Severity.LOW, False)
+    bare = request_for([Path("src")], None)
+    assert (bare.engines, bare.fail_on, bare.misra) == (ALL_ENGINES, Severity.MEDIUM, False)
+    with pytest.raises(UsageError, match="--fail-on 'severe': use low, medium or high"):
+        request_for([Path("src")], quality, fail_on="severe")

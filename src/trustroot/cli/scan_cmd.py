@@ -170,26 +170,20 @@ def _run(
 
     from trustroot._fsutil import atomic_write
     from trustroot.components import default_tools_dir
-    from trustroot.errors import UsageError
     from trustroot.scan.baseline import load_baseline
-    from trustroot.scan.findings import Severity
-    from trustroot.scan.gate import ALL_ENGINES, ScanRequest, run_scan
+    from trustroot.scan.gate import request_for, run_scan
     from trustroot.scan.record import record_scan
     from trustroot.scan.report import to_json_text, to_text
     from trustroot.scan.sarif import sarif_bytes
 
     err = Console(stderr=True, highlight=False)
     product, why_not = (None, "") if no_evidence and context is None else _find_product(context)
-    quality = product.context.model.code_quality if product is not None else None
-    chosen = tuple(only) if only else (tuple(quality.engines) if quality is not None else ALL_ENGINES)
-    level = fail_on or (quality.fail_on if quality is not None else "medium")
-    if level not in ("low", "medium", "high"):
-        raise UsageError(f"--fail-on {level!r}: use low, medium or high")
-    request = ScanRequest(
-        paths=tuple(paths),
-        engines=chosen,
-        misra=misra if misra is not None else bool(quality and quality.misra),
-        fail_on=Severity(level),
+    request = request_for(
+        paths,
+        product.context.model.code_quality if product is not None else None,
+        engines=only,
+        fail_on=fail_on,
+        misra=misra,
         baseline=load_baseline(baseline_path) if baseline_path is not None else None,
         tools_dir=default_tools_dir(),
         vuln_db=vuln_db,

@@ -212,8 +212,7 @@ def scan_samples(product: Product, report: DemoProgress) -> dict[str, Any]:
     """Scan the sample source and firmware trees (the context's targets) and record them as evidence."""
     from trustroot.components import default_tools_dir
     from trustroot.demo.firmware import write_sample_rootfs, write_sample_source
-    from trustroot.scan.findings import Severity
-    from trustroot.scan.gate import ScanRequest, run_scan
+    from trustroot.scan.gate import request_for, run_scan
     from trustroot.scan.record import record_scan
     from trustroot.scan.sarif import sarif_bytes
 
@@ -222,15 +221,7 @@ def scan_samples(product: Product, report: DemoProgress) -> dict[str, Any]:
         write_sample_source(product.root / "firmware" / "src"),
         write_sample_rootfs(product.root / "sample-rootfs"),
     )
-    quality = product.context.model.code_quality
-    request = ScanRequest(
-        paths=targets,
-        engines=tuple(quality.engines),
-        misra=False,
-        fail_on=Severity(quality.fail_on),
-        baseline=None,
-        tools_dir=default_tools_dir(),
-    )
+    request = request_for(targets, product.context.model.code_quality, tools_dir=default_tools_dir())
     result = run_scan(request, _ScanSteps(report))
     recorded = record_scan(product, result, sarif_bytes(result))
     return {

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
 
+from trustroot.context.schema import CodeQuality
 from trustroot.errors import ScanInputError, UsageError
 from trustroot.scan import checks
 from trustroot.scan.baseline import Baseline
@@ -41,6 +42,7 @@ __all__ = [
     "ScanResult",
     "TargetReport",
     "engine_versions",
+    "request_for",
     "run_scan",
 ]
 
@@ -92,6 +94,34 @@ class ScanRequest:
             raise UsageError(f"unknown engine {unknown[0]!r}: use one of {', '.join(ALL_ENGINES)}")
         if self.fail_on not in (Severity.LOW, Severity.MEDIUM, Severity.HIGH):
             raise UsageError(f"--fail-on {self.fail_on}: use low, medium or high")
+
+
+def request_for(
+    paths: Sequence[Path],
+    quality: CodeQuality | None,
+    *,
+    engines: Sequence[str] | None = None,
+    fail_on: str | None = None,
+    misra: bool | None = None,
+    baseline: Baseline | None = None,
+    tools_dir: Path | None = None,
+    vuln_db: Path | None = None,
+) -> ScanRequest:
+    """A request whose choices not given come from the context's ``[code_quality]`` (``quality``), else
+    the gate's defaults: every engine, failing at medium, no MISRA."""
+    level = fail_on or (quality.fail_on if quality is not None else Severity.MEDIUM.value)
+    if level not in ("low", "medium", "high"):
+        raise UsageError(f"--fail-on {level!r}: use low, medium or high")
+    chosen = tuple(engines) if engines else (tuple(quality.engines) if quality is not None else ALL_ENGINES)
+    return ScanRequest(
+        paths=tuple(paths),
+        engines=chosen,
+        misra=misra if misra is not None else bool(quality and quality.misra),
+        fail_on=Severity(level),
+        baseline=baseline,
+        tools_dir=tools_dir,
+        vuln_db=vuln_db,
+    )
 
 
 @dataclass
