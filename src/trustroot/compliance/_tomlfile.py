@@ -18,7 +18,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from trustroot._fsutil import atomic_write, read_bounded
-from trustroot.context.load import KeyPath, format_path, locate_keys
+from trustroot.context.load import KeyPath, format_path, locate_keys, validation_message
 from trustroot.errors import ComplianceFileError, UnreadableInputError
 
 __all__ = [
@@ -95,16 +95,7 @@ def schema_error(file: TomlFile, exc: ValidationError, prefix: KeyPath = ()) -> 
     issues: list[Issue] = []
     for error in exc.errors(include_url=False):
         loc: KeyPath = (*prefix, *error["loc"])
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            message = "unknown key"
-        elif kind == "missing":
-            message = "required key is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            if not isinstance(error.get("input"), dict | list | type(None)):
-                message += f" (got {error['input']!r})"
-        issues.append(Issue(loc, message))
+        issues.append(Issue(loc, validation_message(error)))
     try:
         raise_issues(file, issues)
     except ComplianceFileError as built:

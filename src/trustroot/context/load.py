@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from trustroot._fsutil import read_bounded
 from trustroot.context.schema import SCHEMA_VERSION, SecurityContext
@@ -31,6 +32,7 @@ __all__ = [
     "load_context",
     "locate_keys",
     "parse_context",
+    "validation_message",
 ]
 
 CONTEXT_FILE = "security-context.toml"
@@ -204,19 +206,24 @@ def find_context(start: Path | None = None, explicit: Path | None = None) -> Pat
     )
 
 
+def validation_message(error: ErrorDetails, *, unknown: str = "unknown key") -> str:
+    """One pydantic error as a person reads it in a TOML file: unknown key, missing key, or why (and the value)."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return unknown
+    if kind == "missing":
+        return "required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if not isinstance(error.get("input"), dict | list | type(None)):
+        message += f" (got {error['input']!r})"
+    return message
+
+
 def _schema_error(exc: ValidationError, locations: Mapping[KeyPath, int], source: str) -> ContextError:
     issues: list[tuple[str, int, str]] = []
     for error in exc.errors(include_url=False):
         loc: KeyPath = tuple(error["loc"])
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            message = "unknown key (not part of the Security Context schema)"
-        elif kind == "missing":
-            message = "required key is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            if not isinstance(error.get("input"), dict | list | type(None)):
-                message += f" (got {error['input']!r})"
+        message = validation_message(error, unknown="unknown key (not part of the Security Context schema)")
         line = 0
         probe = loc
         while probe:
