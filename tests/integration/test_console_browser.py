@@ -25,6 +25,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Page, expect, sync_playwright
 from service_fixtures import (
     DeviceCredentials,
     RunningService,
@@ -41,6 +42,7 @@ from trustroot.fleet import totp
 from trustroot.fleet.alerts import raise_alerts
 from trustroot.fleet.config import FleetConfig
 from trustroot.fleet.ownership import claim_device, register_owner, set_claim_code_hash
+from trustroot.fleet.ownership_models import PersonalDatum
 from trustroot.fleet.personal_data import store_personal_data
 from trustroot.fleet.releases.models import Release
 from trustroot.fleet.service import FleetService
@@ -155,10 +157,9 @@ def console(product_template: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def browser_page(console: Console) -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
+def browser_page(console: Console) -> Iterator[Page]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as driver:
+    with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", f"--ignore-certificate-errors-spki-list={_spki_pin(console.running.port)}"],
@@ -172,8 +173,8 @@ def browser_page(console: Console) -> Iterator[object]:
             browser.close()
 
 
-def _shot(page: object, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+def _shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def _check_in(console: Console, device: DeviceCredentials, report: dict[str, object]) -> dict[str, object]:
@@ -184,25 +185,23 @@ def _check_in(console: Console, device: DeviceCredentials, report: dict[str, obj
     return body
 
 
-def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_page: object) -> None:
-    from playwright.sync_api import expect
-
+def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_page: Page) -> None:
     page = browser_page
     base = console.running.url
-    page.goto(f"{base}/console/")  # type: ignore[attr-defined]
-    expect(page.locator("h1")).to_have_text("Sign in")  # type: ignore[attr-defined]
-    page.fill("#name", "alice")  # type: ignore[attr-defined]
-    page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
-    page.fill("#code", totp.totp(console.totp_secret, datetime.now(UTC)))  # type: ignore[attr-defined]
+    page.goto(f"{base}/console/")
+    expect(page.locator("h1")).to_have_text("Sign in")
+    page.fill("#name", "alice")
+    page.fill("#password", PASSWORD)
+    page.fill("#code", totp.totp(console.totp_secret, datetime.now(UTC)))
     _shot(page, "01-sign-in")
-    page.click("#sign-in")  # type: ignore[attr-defined]
-    expect(page.locator("#count-total")).to_have_text(str(DEVICES))  # type: ignore[attr-defined]
+    page.click("#sign-in")
+    expect(page.locator("#count-total")).to_have_text(str(DEVICES))
     _shot(page, "02-fleet")
 
     # start a staged rollout of 1.1.0
-    page.click("text=Releases")  # type: ignore[attr-defined]
-    page.click("button[id^=start-rollout-]")  # type: ignore[attr-defined]
-    state = page.locator("tr.rollout td.state").first  # type: ignore[attr-defined]
+    page.click("text=Releases")
+    page.click("button[id^=start-rollout-]")
+    state = page.locator("tr.rollout td.state").first
     expect(state).to_have_text("active")
     _shot(page, "03-rollout-started")
 
@@ -227,7 +226,7 @@ def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_p
         )
     # the page polls the rollout and shows it paused by itself
     expect(state).to_have_text("paused", timeout=15_000)
-    expect(page.locator("button.resume").first).to_be_visible()  # type: ignore[attr-defined]
+    expect(page.locator("button.resume").first).to_be_visible()
     _shot(page, "04-rollout-paused")
 
     # an alert, acknowledged
@@ -242,11 +241,11 @@ def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_p
     )
     with console.service.store.transaction() as session:
         raise_alerts(console.service, session, [finding], {}, now=datetime.now(UTC))
-    page.click("text=Alerts")  # type: ignore[attr-defined]
-    expect(page.locator("#alerts")).to_contain_text("rolled back 1.1.0")  # type: ignore[attr-defined]
+    page.click("text=Alerts")
+    expect(page.locator("#alerts")).to_contain_text("rolled back 1.1.0")
     _shot(page, "05-alert")
-    page.click("button.ack")  # type: ignore[attr-defined]
-    expect(page.locator("#alerts")).to_contain_text("no open alerts")  # type: ignore[attr-defined]
+    page.click("button.ack")
+    expect(page.locator("#alerts")).to_contain_text("no open alerts")
 
     # an owner's personal data, deleted from the device page
     owner, _ = register_owner(console.service, "11" * 32)
@@ -256,21 +255,22 @@ def test_an_operator_runs_the_fleet_from_the_browser(console: Console, browser_p
     claim_device(console.service, owner, code)
     _with_category(console)
     store_personal_data(console.service, owner, target.serial, "wifi-credentials", b"ssid=home;psk=secret")
-    page.goto(f"{base}/console/devices/{target.serial}")  # type: ignore[attr-defined]
-    expect(page.locator("#owner")).to_contain_text(owner.id)  # type: ignore[attr-defined]
-    page.on("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]
-    page.click("#delete-owner-data")  # type: ignore[attr-defined]
-    expect(page.locator("#deleted")).to_contain_text("1 row deleted")  # type: ignore[attr-defined]
+    page.goto(f"{base}/console/devices/{target.serial}")
+    expect(page.locator("#owner")).to_contain_text(owner.id)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-owner-data")
+    expect(page.locator("#deleted")).to_contain_text("1 row deleted")
     _shot(page, "06-data-deleted")
     with console.service.store.transaction() as session:
-        device = session.query(Device).filter(Device.serial == target.serial).one()
-        assert device.id is not None
+        row = session.query(Device).filter(Device.serial == target.serial).one()
+        left = session.query(PersonalDatum).filter(PersonalDatum.device_id == row.id).count()
+    assert left == 0, "the owner's personal data is gone from the store, the device stays registered"
 
     # weakening TLS is refused with the provision
-    page.goto(f"{base}/console/settings")  # type: ignore[attr-defined]
-    page.select_option("#min-tls-version", "1.1")  # type: ignore[attr-defined]
-    page.click("#set-tls")  # type: ignore[attr-defined]
-    expect(page.locator("#refusal")).to_contain_text("5.5-1")  # type: ignore[attr-defined]
+    page.goto(f"{base}/console/settings")
+    page.select_option("#min-tls-version", "1.1")
+    page.click("#set-tls")
+    expect(page.locator("#refusal")).to_contain_text("5.5-1")
     _shot(page, "07-tls-refused")
 
 
